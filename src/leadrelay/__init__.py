@@ -1,0 +1,1 @@
+"""LeadRelay: lead-to-conversation platform."""

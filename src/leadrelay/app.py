@@ -1,0 +1,80 @@
+"""The FastAPI application factory: API, console, health and metrics in one ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from leadrelay.compliance.api import router as audit_router
+from leadrelay.core.db import Database, resolve_urls
+from leadrelay.core.http import (
+    BodyLimitMiddleware,
+    JsonContentTypeMiddleware,
+    RequestContextMiddleware,
+    install_error_handlers,
+)
+from leadrelay.core.logging import configure_logging
+from leadrelay.core.security import SecretBox, load_or_create_key
+from leadrelay.core.settings import Settings, get_settings
+from leadrelay.identity.api import router as identity_router
+from leadrelay.ops.api import router as ops_router
+from leadrelay.webhooks.api import router as webhooks_router
+
+# Routes that read their own raw body (signed inbound webhooks, file uploads).
+RAW_BODY_PREFIXES: tuple[str, ...] = ("/v1/inbound/",)
+
+
+def secret_box_for(settings: Settings) -> SecretBox:
+    key = settings.secret_key.get_secret_value() or load_or_create_key(
+        settings.data_dir / "secret.key"
+    )
+    return SecretBox(key)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owns_db = app.state.db is None
+        if owns_db:
+            app.state.db = Database(resolve_urls(settings, start_embedded=False))
+        try:
+            yield
+        finally:
+            if owns_db:
+                await app.state.db.dispose()
+
+    app = FastAPI(
+        title="LeadRelay",
+        version="0.1.0",
+        summary="Lead-to-conversation platform, compliance first.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.secret_box = secret_box_for(settings)
+
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(identity_router)
+    app.include_router(audit_router)
+    app.include_router(webhooks_router)
+    from leadrelay.console import mount_console
+
+    mount_console(app)
+
+    # Outermost first: ids and logs see everything, then size, then content type.
+    app.add_middleware(JsonContentTypeMiddleware, raw_prefixes=RAW_BODY_PREFIXES)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

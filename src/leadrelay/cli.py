@@ -1,0 +1,449 @@
+"""`leadrelay …`: the operator's command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from leadrelay.core.db import Database, DatabaseUrls
+from leadrelay.core.settings import Settings, SettingsError, get_settings
+
+T = TypeVar("T")
+app = typer.Typer(
+    help="LeadRelay: lead-to-conversation platform, compliance first.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+dead_letters_app = typer.Typer(help="Jobs that failed their last try.", no_args_is_help=True)
+api_keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+users_app = typer.Typer(help="Console users.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(users_app, name="users")
+
+console = Console()
+err = Console(stderr=True)
+
+TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as error:
+        err.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await coro_factory()
+
+    return asyncio.run(main())
+
+
+def _prepare(settings: Settings, *, migrate: bool = True) -> DatabaseUrls:
+    """Start the embedded server if needed, migrate, and return the database URLs."""
+    from leadrelay.core.db import resolve_urls
+    from leadrelay.core.migrate import migrate as run_migrations
+
+    try:
+        urls = resolve_urls(settings)
+    except Exception as error:
+        err.print(f"[red]cannot reach PostgreSQL: {error}[/red]")
+        raise typer.Exit(1) from None
+    if migrate:
+        run_migrations(urls)
+    return urls
+
+
+async def _tenant_id(db: Database, slug: str) -> uuid.UUID:
+    from leadrelay.core.db import all_tenants
+
+    async with db.session() as session:
+        tenants = await all_tenants(session)
+    if slug not in tenants:
+        err.print(f"[red]no tenant {slug!r}; known: {', '.join(sorted(tenants)) or 'none'}[/red]")
+        raise typer.Exit(1)
+    return tenants[slug]
+
+
+@app.command()
+def migrate() -> None:
+    """Create the app role, apply migrations, grant the app role its rights."""
+    settings = _settings()
+    _prepare(settings)
+    console.print("[green]database is up to date[/green]")
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo tenants (only into an empty database) and print the logins."""
+    from leadrelay.core.db import Database
+    from leadrelay.demo import load_demo
+
+    settings = _settings()
+    urls = _prepare(settings)
+
+    async def go() -> None:
+        db = Database(urls)
+        try:
+            logins = await load_demo(db)
+        finally:
+            await db.dispose()
+        _print_logins(settings, logins)
+
+    _run(go)
+
+
+def _print_logins(settings: Settings, logins: Sequence[object]) -> None:
+    table = Table(title=f"Console: {settings.public_url}/console")
+    for column in ("tenant", "e-mail", "role", "password"):
+        table.add_column(column)
+    for login in logins:
+        table.add_row(*(str(getattr(login, k)) for k in ("tenant", "email", "role", "password")))
+    console.print(table)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once.")] = None,
+    once: Annotated[bool, typer.Option(help="Run what is queued, then exit.")] = False,
+) -> None:
+    """Run queued jobs until stopped (Ctrl-C)."""
+    from leadrelay.worker import run_worker
+
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+    _run(lambda: run_worker(settings, urls, concurrency=concurrency, wait=not once))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    with_worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Also run a worker process.")
+    ] = True,
+    load_demo_data: Annotated[
+        bool, typer.Option("--demo/--no-demo", help="Load demo data into an empty database.")
+    ] = False,
+) -> None:
+    """Serve the API and the console (and a worker); Ctrl-C stops everything it started."""
+    import uvicorn
+
+    from leadrelay.app import create_app
+    from leadrelay.core import embedded_pg
+    from leadrelay.core.db import Database, embedded_server
+    from leadrelay.demo import demo_logins, load_demo
+
+    settings = _settings()
+    started_pg = False
+    if settings.uses_embedded_postgres:
+        server = embedded_server(settings)
+        started_pg = not embedded_pg.is_running(server)
+    urls = _prepare(settings)
+    if load_demo_data:
+
+        async def seed() -> None:
+            db = Database(urls)
+            try:
+                await load_demo(db)
+            finally:
+                await db.dispose()
+
+        _run(seed)
+        _print_logins(settings, list(demo_logins()))
+    worker_process = None
+    if with_worker:
+        worker_process = subprocess.Popen(
+            [sys.executable, "-m", "leadrelay", "worker"], start_new_session=True
+        )
+    bind_host, bind_port = host or settings.host, port or settings.port
+    console.print(
+        f"[bold green]LeadRelay[/] console: http://{bind_host}:{bind_port}/console "
+        f"· API docs: http://{bind_host}:{bind_port}/docs · dry-run: {settings.dry_run}"
+    )
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=bind_host,
+            port=bind_port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if worker_process is not None:
+            worker_process.send_signal(signal.SIGTERM)
+            try:
+                worker_process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker_process.kill()
+        if started_pg:
+            embedded_pg.stop(embedded_server(settings))
+        console.print("stopped")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
+) -> None:
+    """Recompute every tenant's hash chain; exit 1 if any link was changed, removed or moved."""
+    from leadrelay.compliance.audit import verify_chain
+    from leadrelay.core.db import Database, all_tenants
+
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+
+    async def go() -> bool:
+        db = Database(urls)
+        try:
+            async with db.session() as session:
+                tenants = await all_tenants(session)
+            if tenant is not None:
+                tenants = {tenant: await _tenant_id(db, tenant)}
+            ok = True
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("verifying", total=len(tenants))
+                for slug, tenant_id in tenants.items():
+                    async with db.session(tenant_id) as session:
+                        report = await verify_chain(session, tenant_id)
+                    progress.advance(task)
+                    if report.ok:
+                        console.print(f"[green]✓[/] {slug}: {report.checked} links intact")
+                    else:
+                        ok = False
+                        console.print(f"[red]✗ {slug}: {report.reason}[/]")
+            return ok
+        finally:
+            await db.dispose()
+
+    if not _run(go):
+        raise typer.Exit(1)
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="Tenant slug; none: system jobs.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List dead letters (newest first)."""
+    from leadrelay.core.db import Database
+    from leadrelay.ops.service import list_dead_letters
+
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+
+    async def go() -> None:
+        db = Database(urls)
+        try:
+            tenant_id = await _tenant_id(db, tenant) if tenant else None
+            async with db.session(tenant_id) as session:
+                letters = await list_dead_letters(session)
+            if as_json:
+                for x in letters:
+                    console.print_json(
+                        json.dumps(
+                            {
+                                "id": str(x.id),
+                                "task": x.task_name,
+                                "attempts": x.attempts,
+                                "error": x.error,
+                                "created_at": x.created_at.isoformat(),
+                                "replayed_at": x.replayed_at.isoformat() if x.replayed_at else None,
+                                "payload": x.payload,
+                            }
+                        )
+                    )
+                return
+            table = Table(title=f"dead letters ({len(letters)})")
+            for column in ("id", "task", "attempts", "error", "created", "replayed"):
+                table.add_column(column)
+            for x in letters:
+                table.add_row(
+                    str(x.id),
+                    x.task_name,
+                    str(x.attempts),
+                    x.error[:60],
+                    x.created_at.strftime("%Y-%m-%d %H:%M"),
+                    x.replayed_at.strftime("%Y-%m-%d %H:%M") if x.replayed_at else "",
+                )
+            console.print(table)
+        finally:
+            await db.dispose()
+
+    _run(go)
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(
+    letter_id: Annotated[uuid.UUID, typer.Argument(help="Dead letter id.")],
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant slug.")] = None,
+) -> None:
+    """Queue the job again with its original payload."""
+    from leadrelay.core.clock import utcnow
+    from leadrelay.core.db import Database
+    from leadrelay.core.errors import LeadRelayError
+    from leadrelay.ops.service import replay_dead_letter
+
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+
+    async def go() -> None:
+        db = Database(urls)
+        try:
+            tenant_id = await _tenant_id(db, tenant) if tenant else None
+            async with db.session(tenant_id) as session:
+                letter = await replay_dead_letter(session, letter_id, actor=None, now=utcnow())
+            console.print(f"[green]replayed[/] as job {letter.replay_job_id}")
+        except LeadRelayError as error:
+            err.print(f"[red]{error.detail}[/]")
+            raise typer.Exit(1) from None
+        finally:
+            await db.dispose()
+
+    _run(go)
+
+
+@api_keys_app.command("create")
+def api_keys_create(
+    tenant: TenantOption,
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    role: Annotated[str, typer.Option(help="owner|admin|manager|reviewer|rep|operator")] = "admin",
+    scope: Annotated[list[str] | None, typer.Option(help="Narrow to these permissions.")] = None,
+) -> None:
+    """Create an API key; the key is printed once and stored only as a hash."""
+    from leadrelay.core.clock import utcnow
+    from leadrelay.core.db import Database
+    from leadrelay.identity import service
+    from leadrelay.identity.models import Role
+
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+
+    async def go() -> None:
+        db = Database(urls)
+        try:
+            tenant_id = await _tenant_id(db, tenant)
+            async with db.session(tenant_id) as session:
+                issued = await service.create_api_key(
+                    session,
+                    service.system_principal(tenant_id),
+                    name=name,
+                    role=Role(role),
+                    scopes=scope or [],
+                    now=utcnow(),
+                )
+            console.print(f"id: {issued.key.id}")
+            console.print(f"key (shown once): [bold]{issued.token}[/]")
+        finally:
+            await db.dispose()
+
+    _run(go)
+
+
+@api_keys_app.command("revoke")
+def api_keys_revoke(
+    tenant: TenantOption, key_id: Annotated[uuid.UUID, typer.Argument(help="API key id.")]
+) -> None:
+    """Revoke an API key at once."""
+    from leadrelay.core.clock import utcnow
+    from leadrelay.core.db import Database
+    from leadrelay.core.errors import LeadRelayError
+    from leadrelay.identity import service
+
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+
+    async def go() -> None:
+        db = Database(urls)
+        try:
+            tenant_id = await _tenant_id(db, tenant)
+            async with db.session(tenant_id) as session:
+                await service.revoke_api_key(
+                    session, service.system_principal(tenant_id), key_id, now=utcnow()
+                )
+            console.print("[green]revoked[/]")
+        except LeadRelayError as error:
+            err.print(f"[red]{error.detail}[/]")
+            raise typer.Exit(1) from None
+        finally:
+            await db.dispose()
+
+    _run(go)
+
+
+@users_app.command("create")
+def users_create(
+    tenant: TenantOption,
+    email: Annotated[str, typer.Option(help="Login e-mail.")],
+    role: Annotated[str, typer.Option(help="owner|admin|manager|reviewer|rep|operator")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            help="Password (≥ 12 characters); prompted when omitted, or read from "
+            "LEADRELAY_NEW_USER_PASSWORD."
+        ),
+    ] = None,
+) -> None:
+    """Create a console user in a tenant."""
+    from leadrelay.core.clock import utcnow
+    from leadrelay.core.db import Database
+    from leadrelay.core.errors import LeadRelayError
+    from leadrelay.identity import service
+    from leadrelay.identity.models import Role
+
+    secret = (
+        password
+        or os.environ.get("LEADRELAY_NEW_USER_PASSWORD")
+        or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    )
+    if len(secret) < 12:
+        err.print("[red]the password needs at least 12 characters[/]")
+        raise typer.Exit(2)
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+
+    async def go() -> None:
+        db = Database(urls)
+        try:
+            tenant_id = await _tenant_id(db, tenant)
+            async with db.session(tenant_id) as session:
+                user = await service.create_user(
+                    session,
+                    service.system_principal(tenant_id),
+                    email=email,
+                    name=name or email.split("@")[0],
+                    role=Role(role),
+                    password=secret,
+                    now=utcnow(),
+                )
+            console.print(f"[green]created[/] user {user.id}")
+        except LeadRelayError as error:
+            err.print(f"[red]{error.detail}[/]")
+            raise typer.Exit(1) from None
+        finally:
+            await db.dispose()
+
+    _run(go)
+
+
+def main() -> None:
+    app()

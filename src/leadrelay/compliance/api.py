@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+from leadrelay.compliance import audit
+from leadrelay.identity.deps import CanExportAudit, CanReadAudit, SessionDep
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    occurred_at: datetime
+    actor_type: str
+    actor_id: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    correlation_id: str | None
+    request_id: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class ChainVerification(BaseModel):
+    ok: bool
+    checked: int
+    first_bad_seq: int | None
+    reason: str | None
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str | None = None
+    actor_id: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    correlation_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def to_filter(self) -> audit.AuditFilter:
+        return audit.AuditFilter(**self.model_dump())
+
+
+@router.get("")
+async def list_audit_events(
+    session: SessionDep,
+    _: CanReadAudit,
+    filters: Annotated[AuditQuery, Query()],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before_seq: Annotated[int | None, Query(ge=1)] = None,
+) -> list[AuditEventOut]:
+    rows = await audit.list_events(session, filters.to_filter(), limit=limit, before_seq=before_seq)
+    return [AuditEventOut.model_validate(r) for r in rows]
+
+
+@router.get("/export.csv", response_class=StreamingResponse)
+async def export_audit_csv(
+    session: SessionDep, _: CanExportAudit, filters: Annotated[AuditQuery, Query()]
+) -> StreamingResponse:
+    rows = [chunk async for chunk in audit.export_csv(session, filters.to_filter())]
+    return StreamingResponse(
+        iter(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": 'attachment; filename="audit.csv"'},
+    )
+
+
+@router.get("/verify")
+async def verify_audit_chain(session: SessionDep, actor: CanReadAudit) -> ChainVerification:
+    report = await audit.verify_chain(session, actor.tenant_id)
+    return ChainVerification(
+        ok=report.ok,
+        checked=report.checked,
+        first_bad_seq=report.first_bad_seq,
+        reason=report.reason,
+    )

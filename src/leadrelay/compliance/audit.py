@@ -1,0 +1,269 @@
+"""The append-only, hash-chained audit trail (one chain per tenant).
+
+Each link's hash covers its predecessor's hash and the link's canonical content, so a changed,
+removed or reordered row breaks every hash after it. The database refuses UPDATE, DELETE and
+TRUNCATE on `audit_events`; `verify_chain` proves the rest. Rows hold ids and hashes, never raw
+personal data.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadrelay.compliance.models import AuditEvent, AuditHead
+from leadrelay.core.logging import correlation_id_var, request_id_var
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    action: str
+    actor_type: str = "system"
+    actor_id: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _canonical(
+    tenant_id: uuid.UUID, seq: int, occurred_at: datetime, entry: dict[str, Any]
+) -> bytes:
+    content = {
+        "tenant_id": str(tenant_id),
+        "seq": seq,
+        "occurred_at": occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        **entry,
+    }
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def link_hash(prev_hash: str, canonical: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical).hexdigest()
+
+
+CONTENT_FIELDS = (
+    "actor_type",
+    "actor_id",
+    "action",
+    "target_type",
+    "target_id",
+    "correlation_id",
+    "request_id",
+    "data",
+)
+
+
+def _row_content(row: AuditEvent) -> dict[str, Any]:
+    return {key: getattr(row, key) for key in CONTENT_FIELDS}
+
+
+async def _lock_head(session: AsyncSession, tenant_id: uuid.UUID) -> AuditHead:
+    await session.execute(
+        pg_insert(AuditHead)
+        .values(tenant_id=tenant_id, seq=0, hash=GENESIS_HASH, checkpoint_hash=GENESIS_HASH)
+        .on_conflict_do_nothing(index_elements=["tenant_id"])
+    )
+    head = await session.scalar(
+        select(AuditHead).where(AuditHead.tenant_id == tenant_id).with_for_update()
+    )
+    if head is None:  # inserted just above; only a concurrent tenant deletion gets here
+        raise RuntimeError(f"audit head for tenant {tenant_id} vanished")
+    return head
+
+
+async def append_events(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    entries: Sequence[AuditEntry],
+    *,
+    now: datetime,
+) -> list[str]:
+    """Append links to the tenant's chain in one statement; returns their hashes.
+
+    Holds the chain head FOR UPDATE until the caller's transaction ends, so concurrent appends
+    queue up instead of forking the chain.
+    """
+    if not entries:
+        return []
+    head = await _lock_head(session, tenant_id)
+    seq, prev = head.seq, head.hash
+    rows: list[dict[str, Any]] = []
+    correlation_id = correlation_id_var.get()
+    request_id = request_id_var.get()
+    for entry in entries:
+        seq += 1
+        row = {
+            "tenant_id": tenant_id,
+            "seq": seq,
+            "occurred_at": now,
+            "actor_type": entry.actor_type,
+            "actor_id": entry.actor_id,
+            "action": entry.action,
+            "target_type": entry.target_type,
+            "target_id": entry.target_id,
+            "correlation_id": correlation_id,
+            "request_id": request_id,
+            "data": entry.data,
+        }
+        row["prev_hash"] = prev
+        row["hash"] = prev = link_hash(
+            prev, _canonical(tenant_id, seq, now, {k: row[k] for k in CONTENT_FIELDS})
+        )
+        rows.append(row)
+    await session.execute(insert(AuditEvent), rows)
+    await session.execute(
+        update(AuditHead).where(AuditHead.tenant_id == tenant_id).values(seq=seq, hash=prev)
+    )
+    return [row["hash"] for row in rows]
+
+
+async def record(
+    session: AsyncSession, tenant_id: uuid.UUID, entry: AuditEntry, *, now: datetime
+) -> str:
+    return (await append_events(session, tenant_id, [entry], now=now))[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    tenant_id: uuid.UUID
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+
+async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID) -> ChainReport:
+    """Recompute the tenant's chain from its checkpoint to its head.
+
+    Detects a changed row (hash mismatch), a removed row (gap in `seq` or broken link), a
+    reordered row (insertion order disagrees with `seq`) and a cut tail (head disagrees).
+    """
+    head = await session.scalar(select(AuditHead).where(AuditHead.tenant_id == tenant_id))
+    if head is None:
+        return ChainReport(tenant_id, ok=True, checked=0)
+    expected_seq, prev = head.checkpoint_seq, head.checkpoint_hash
+    last_id = 0
+    checked = 0
+    result = await session.stream_scalars(
+        select(AuditEvent)
+        .where(AuditEvent.tenant_id == tenant_id, AuditEvent.seq > head.checkpoint_seq)
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=2000)
+    )
+
+    def bad(seq: int, reason: str) -> ChainReport:
+        return ChainReport(tenant_id, ok=False, checked=checked, first_bad_seq=seq, reason=reason)
+
+    async for row in result:
+        expected_seq += 1
+        if row.seq != expected_seq:
+            return bad(expected_seq, f"link {expected_seq} is missing")
+        if row.id <= last_id:
+            return bad(row.seq, f"link {row.seq} is out of order")
+        if row.prev_hash != prev:
+            return bad(row.seq, f"link {row.seq} does not follow link {row.seq - 1}")
+        computed = link_hash(
+            prev, _canonical(tenant_id, row.seq, row.occurred_at, _row_content(row))
+        )
+        if computed != row.hash:
+            return bad(row.seq, f"link {row.seq} was changed")
+        prev, last_id = row.hash, row.id
+        checked += 1
+    if expected_seq != head.seq or prev != head.hash:
+        return bad(expected_seq + 1, f"chain ends at {expected_seq}, head says {head.seq}")
+    return ChainReport(tenant_id, ok=True, checked=checked)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    action: str | None = None
+    actor_id: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    correlation_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _filtered(query: Any, filters: AuditFilter) -> Any:
+    if filters.action:
+        query = query.where(AuditEvent.action == filters.action)
+    if filters.actor_id:
+        query = query.where(AuditEvent.actor_id == filters.actor_id)
+    if filters.target_type:
+        query = query.where(AuditEvent.target_type == filters.target_type)
+    if filters.target_id:
+        query = query.where(AuditEvent.target_id == filters.target_id)
+    if filters.correlation_id:
+        query = query.where(AuditEvent.correlation_id == filters.correlation_id)
+    if filters.since:
+        query = query.where(AuditEvent.occurred_at >= filters.since)
+    if filters.until:
+        query = query.where(AuditEvent.occurred_at < filters.until)
+    return query
+
+
+async def list_events(
+    session: AsyncSession, filters: AuditFilter, *, limit: int = 100, before_seq: int | None = None
+) -> list[AuditEvent]:
+    """Newest first; RLS keeps it to the session's tenant."""
+    query = _filtered(select(AuditEvent), filters)
+    if before_seq is not None:
+        query = query.where(AuditEvent.seq < before_seq)
+    rows = await session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit))
+    return list(rows)
+
+
+CSV_COLUMNS = (
+    "seq",
+    "occurred_at",
+    "actor_type",
+    "actor_id",
+    "action",
+    "target_type",
+    "target_id",
+    "correlation_id",
+    "request_id",
+    "data",
+    "prev_hash",
+    "hash",
+)
+
+
+def neutralize_cell(value: str) -> str:
+    """Spreadsheet formula injection: a cell starting with = + - @ (or tab/CR) is quoted."""
+    return "'" + value if value[:1] in {"=", "+", "-", "@", "\t", "\r"} else value
+
+
+async def export_csv(session: AsyncSession, filters: AuditFilter) -> AsyncIterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    result = await session.stream_scalars(
+        _filtered(select(AuditEvent), filters)
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=1000)
+    )
+    async for row in result:
+        values = [getattr(row, column) for column in CSV_COLUMNS]
+        values[CSV_COLUMNS.index("occurred_at")] = row.occurred_at.isoformat()
+        values[CSV_COLUMNS.index("data")] = json.dumps(row.data, sort_keys=True)
+        writer.writerow([neutralize_cell("" if v is None else str(v)) for v in values])
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -1,0 +1,95 @@
+"""Domain events through a transactional outbox.
+
+`emit` writes the event row and defers its dispatch job in the caller's transaction: the event
+exists if and only if the change committed. The job runs the internal handlers registered with
+`on_event` (the outbound-webhook fan-out is one of them) and marks the event dispatched.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, String, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from leadrelay.core.clock import utcnow
+from leadrelay.core.db import Base
+from leadrelay.core.jobs import defer, job_app, retry_strategy, runtime
+from leadrelay.core.logging import correlation_id_var, get_logger
+from leadrelay.core.models import CreatedAt, TenantOwned, UUIDPk
+
+log = get_logger("leadrelay.events")
+
+DISPATCH_TASK = "events.dispatch"
+
+
+class OutboxEvent(TenantOwned, Base):
+    __tablename__ = "outbox_events"
+
+    id: Mapped[UUIDPk]
+    type: Mapped[str] = mapped_column(String(100), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[CreatedAt]
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+Handler = Callable[[AsyncSession, OutboxEvent], Awaitable[None]]
+_handlers: dict[str, list[Handler]] = {}
+
+
+def on_event(event_type: str) -> Callable[[Handler], Handler]:
+    """Register an internal handler; "*" receives every event. Handlers must be idempotent:
+    a retried dispatch runs them again."""
+
+    def register(handler: Handler) -> Handler:
+        _handlers.setdefault(event_type, []).append(handler)
+        return handler
+
+    return register
+
+
+def handlers_for(event_type: str) -> list[Handler]:
+    return [*_handlers.get(event_type, []), *_handlers.get("*", [])]
+
+
+async def emit(
+    session: AsyncSession, tenant_id: uuid.UUID, event_type: str, payload: dict[str, Any]
+) -> OutboxEvent:
+    event = OutboxEvent(
+        tenant_id=tenant_id,
+        type=event_type,
+        payload=payload,
+        correlation_id=correlation_id_var.get(),
+    )
+    session.add(event)
+    await session.flush()
+    await defer(session, DISPATCH_TASK, tenant_id=str(tenant_id), event_id=str(event.id))
+    return event
+
+
+async def dispatch_event(session: AsyncSession, event_id: uuid.UUID, *, now: datetime) -> bool:
+    """Run every handler for the event once; returns False if it was already dispatched."""
+    event = await session.scalar(
+        select(OutboxEvent).where(OutboxEvent.id == event_id).with_for_update()
+    )
+    if event is None or event.dispatched_at is not None:
+        return False
+    for handler in handlers_for(event.type):
+        await handler(session, event)
+    event.dispatched_at = now
+    log.info("event.dispatched", event_type=event.type, event_id=str(event.id))
+    return True
+
+
+@job_app.task(name=DISPATCH_TASK, retry=retry_strategy())
+async def dispatch_task(
+    *, tenant_id: str, event_id: str, correlation_id: str | None = None
+) -> None:
+    async with runtime().db.session(uuid.UUID(tenant_id)) as session:
+        await dispatch_event(session, uuid.UUID(event_id), now=utcnow())

@@ -1,0 +1,51 @@
+"""Column helpers shared by every domain's tables."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from sqlalchemy import DateTime, ForeignKey, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+UUIDPk = Annotated[
+    uuid.UUID,
+    mapped_column(UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
+]
+CreatedAt = Annotated[
+    datetime, mapped_column(DateTime(timezone=True), server_default=text("now()"), nullable=False)
+]
+Timestamp = Annotated[datetime, mapped_column(DateTime(timezone=True))]
+
+
+class TenantOwned:
+    """Mixin: a `tenant_id` that RLS policies check (see migrations: `tenant_isolation`)."""
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("tenants.id", ondelete="CASCADE"),
+        index=True,
+        nullable=False,
+    )
+
+
+# Tables that carry tenant_id and therefore get a row-level-security policy. Kept here so the
+# migration and a test can both check that none is forgotten.
+TENANT_TABLES: tuple[str, ...] = (
+    "tenants",
+    "users",
+    "api_keys",
+    "console_sessions",
+    "audit_events",
+    "audit_heads",
+    "outbox_events",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "dead_letters",
+    "teams",
+    "reps",
+    "sources",
+    "leads",
+)

@@ -1,0 +1,109 @@
+"""Typed settings from the environment (and `.env`).
+
+Every variable is documented in `.env.example`. A wrong or missing value stops start-up with one
+line naming the variable and what is expected (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+class SettingsError(SystemExit):
+    """Start-up refused: one line naming the variable and what is expected."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LEADRELAY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    # Owner (migration) connection. Empty: an embedded PostgreSQL with its data in `data_dir/pg`.
+    database_url: str = Field(default="", validation_alias="DATABASE_URL")
+    # The application's own role, without BYPASSRLS, owning nothing. Empty: derived from
+    # DATABASE_URL with the user swapped for `app_db_role`.
+    database_app_url: str = Field(default="", validation_alias="DATABASE_APP_URL")
+    app_db_role: str = Field(default="leadrelay_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    app_db_password: SecretStr = SecretStr("")
+    data_dir: Path = PROJECT_ROOT / "var"
+    embedded_pg_port: int = Field(default=54329, ge=1024, le=65535)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = "http://127.0.0.1:8000"
+    # Fernet key (urlsafe base64, 32 bytes) for secrets at rest. Empty in development: a key is
+    # generated once into `data_dir/secret.key`. Required in production.
+    secret_key: SecretStr = SecretStr("")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    # Safe defaults: nothing leaves, everything needs a human, caps stay low.
+    dry_run: bool = True
+    approval_required: bool = True
+    daily_cap_email: int = Field(default=200, ge=0)
+    daily_cap_sms: int = Field(default=100, ge=0)
+    daily_cap_voice: int = Field(default=50, ge=0)
+
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    job_max_attempts: int = Field(default=5, ge=1, le=50)
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    session_ttl_hours: int = Field(default=12, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    secret_rotation_overlap_hours: int = Field(default=24, ge=0)
+    # Outbound webhooks to loopback/private addresses are refused (SSRF) unless allowed here.
+    webhook_allow_private_targets: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("database_url", "database_app_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if value and not value.startswith(
+            ("postgresql://", "postgres://", "postgresql+psycopg://")
+        ):
+            raise ValueError("expected a postgresql:// URL")
+        return value
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return not self.database_url
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    names = {
+        "database_url": "DATABASE_URL",
+        "database_app_url": "DATABASE_APP_URL",
+    }
+    variable = names.get(field, f"LEADRELAY_{field.upper()}")
+    secret = any(word in field for word in ("secret", "password", "key", "url"))
+    shown = "" if secret else f" (got {first.get('input')!r})"
+    return f"invalid setting {variable}: {first['msg']}{shown}"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Settings for this process; raises `SettingsError` (exit with one line) when invalid."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+    if settings.env == "production" and not settings.secret_key.get_secret_value():
+        raise SettingsError(
+            "missing setting LEADRELAY_SECRET_KEY: a Fernet key is required in production"
+        )
+    return settings

@@ -1,0 +1,211 @@
+"""Demo data for a first start: 2 tenants, 3 teams, 6 reps, 20 leads from varied sources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+
+from leadrelay.capture.models import Lead, LegalBasis, Source, SourceKind
+from leadrelay.compliance.audit import AuditEntry, append_events
+from leadrelay.core.clock import utcnow
+from leadrelay.core.db import Database, all_tenants
+from leadrelay.core.events import emit
+from leadrelay.identity import service as identity
+from leadrelay.identity.models import Role
+from leadrelay.routing.models import Rep, Team
+
+DEMO_PASSWORD = "leadrelay-demo"  # noqa: S105 - printed at start-up, demo tenants only
+
+
+@dataclass
+class DemoTenant:
+    slug: str
+    name: str
+    country: str
+    teams: dict[str, list[tuple[str, str, list[str]]]]  # team -> [(rep, tz, territories)]
+    leads: list[tuple[str, str, str, str, str]]  # name, email, phone, company, source key
+    users: list[tuple[str, Role]] = field(default_factory=list)
+
+
+SOURCES = {
+    "meta": ("Meta Lead Ads", SourceKind.SIGNED_WEBHOOK, LegalBasis.CONSENT),
+    "web": ("Website form", SourceKind.OFFICIAL_API, LegalBasis.CONSENT),
+    "csv": ("Trade show list (CSV)", SourceKind.CSV_UPLOAD, LegalBasis.LEGITIMATE_INTEREST),
+    "partner": ("Partner referrals", SourceKind.VETTED_PROVIDER, LegalBasis.CONTRACT),
+}
+
+TENANTS = [
+    DemoTenant(
+        slug="acme",
+        name="Acme Realty",
+        country="US",
+        teams={
+            "West Coast": [
+                ("Maya Chen", "America/Los_Angeles", ["CA", "OR"]),
+                ("Luis Ortega", "America/Los_Angeles", ["CA", "WA"]),
+            ],
+            "East Coast": [
+                ("Priya Nair", "America/New_York", ["NY", "NJ"]),
+                ("Tom Becker", "America/New_York", ["MA", "NY"]),
+            ],
+        },
+        leads=[
+            ("Ava Thompson", "ava.thompson@brightpath.io", "+1 415 555 0101", "BrightPath", "meta"),
+            ("Noah Patel", "noah@quillworks.com", "(212) 555-0142", "Quillworks", "web"),
+            ("Emma Rossi", "emma.rossi@harborview.co", "+1 617 555 0199", "Harborview", "csv"),
+            ("Liam Walker", "liam@northgate.dev", "+1 503 555 0123", "Northgate", "partner"),
+            ("Olivia Kim", "olivia.kim@gmail.com", "+1 206 555 0177", "", "meta"),
+            ("Ethan Brooks", "ethan@summitridge.com", "+1 646 555 0110", "Summit Ridge", "web"),
+            ("Sophia Garcia", "sophia@lumen-labs.io", "+1 415 555 0135", "Lumen Labs", "csv"),
+            ("Mason Lee", "mason.lee@bayline.com", "+1 973 555 0188", "Bayline", "partner"),
+            ("Isabella Chen", "isabella@redwoodhq.com", "+1 408 555 0164", "Redwood HQ", "meta"),
+            ("James Wilson", "info@oakmont.org", "+1 718 555 0102", "Oakmont", "web"),
+            ("Mia Johnson", "mia@crescent.ai", "+1 510 555 0117", "Crescent AI", "csv"),
+            ("Lucas Martin", "lucas@pinecrest.net", "+1 781 555 0191", "Pinecrest", "meta"),
+        ],
+        users=[
+            ("owner@acme.test", Role.OWNER),
+            ("manager@acme.test", Role.MANAGER),
+            ("reviewer@acme.test", Role.REVIEWER),
+            ("operator@acme.test", Role.OPERATOR),
+        ],
+    ),
+    DemoTenant(
+        slug="northwind",
+        name="Northwind Solar",
+        country="GB",
+        teams={
+            "UK & Ireland": [
+                ("Oliver Hughes", "Europe/London", ["GB", "IE"]),
+                ("Amelia Clarke", "Europe/London", ["GB"]),
+            ],
+        },
+        leads=[
+            ("Harry Evans", "harry@greenleaf.co.uk", "020 7946 0958", "Greenleaf", "web"),
+            ("Isla Murphy", "isla.murphy@sunrise.ie", "+353 1 555 0142", "Sunrise Energy", "meta"),
+            ("George Shaw", "george@kestrel.co.uk", "0161 496 0735", "Kestrel", "csv"),
+            ("Poppy Reid", "poppy@brightwatt.com", "+44 131 496 0219", "BrightWatt", "partner"),
+            ("Jack Turner", "jack.turner@outlook.com", "07700 900123", "", "meta"),
+            ("Freya Ward", "freya@solisgrid.co.uk", "0117 496 0412", "Solis Grid", "web"),
+            ("Oscar Bell", "oscar@tidewater.org.uk", "029 2018 0723", "Tidewater", "csv"),
+            ("Lily Foster", "lily@hearthstone.co.uk", "0113 496 0550", "Hearthstone", "partner"),
+        ],
+        users=[
+            ("owner@northwind.test", Role.OWNER),
+            ("rep@northwind.test", Role.REP),
+        ],
+    ),
+]
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    tenant: str
+    email: str
+    role: str
+    password: str = DEMO_PASSWORD
+
+
+async def demo_loaded(db: Database) -> bool:
+    async with db.session() as session:
+        return bool(await all_tenants(session))
+
+
+async def load_demo(db: Database) -> list[DemoLogin]:
+    """Load the demo tenants unless any tenant exists; returns the logins to print."""
+    if await demo_loaded(db):
+        return demo_logins()
+    now = utcnow()
+    for spec in TENANTS:
+        async with db.session() as session:
+            tenant = await identity.create_tenant(session, name=spec.name, slug=spec.slug, now=now)
+            actor = identity.system_principal(tenant.id)
+            for email, role in spec.users:
+                await identity.create_user(
+                    session,
+                    actor,
+                    email=email,
+                    name=email.split("@")[0].title(),
+                    role=role,
+                    password=DEMO_PASSWORD,
+                    now=now,
+                )
+            sources: dict[str, Source] = {}
+            for key, (name, kind, basis) in SOURCES.items():
+                sources[key] = Source(
+                    tenant_id=tenant.id,
+                    name=name,
+                    kind=kind,
+                    legal_basis=basis,
+                    default_country=spec.country,
+                )
+                session.add(sources[key])
+            for team_name, reps in spec.teams.items():
+                team = Team(tenant_id=tenant.id, name=team_name)
+                session.add(team)
+                await session.flush()
+                for rep_name, tz, territories in reps:
+                    session.add(
+                        Rep(
+                            tenant_id=tenant.id,
+                            team_id=team.id,
+                            name=rep_name,
+                            timezone=tz,
+                            territories=territories,
+                        )
+                    )
+            await session.flush()
+            for name, email, phone, company, source_key in spec.leads:
+                lead = Lead(
+                    tenant_id=tenant.id,
+                    source_id=sources[source_key].id,
+                    full_name=name,
+                    email=email,
+                    company=company or None,
+                    domain=email.split("@")[1],
+                    country=spec.country,
+                    attributes={"raw_phone": phone},
+                )
+                session.add(lead)
+                await session.flush()
+                await emit(
+                    session,
+                    tenant.id,
+                    "lead.created",
+                    {"lead_id": str(lead.id), "source": source_key},
+                )
+            await append_events(
+                session,
+                tenant.id,
+                [
+                    AuditEntry(
+                        "demo.loaded", data={"leads": len(spec.leads), "teams": len(spec.teams)}
+                    )
+                ],
+                now=now,
+            )
+    return demo_logins()
+
+
+def demo_logins() -> list[DemoLogin]:
+    return [
+        DemoLogin(tenant=t.slug, email=email, role=role.value)
+        for t in TENANTS
+        for email, role in t.users
+    ]
+
+
+async def count_demo(db: Database) -> dict[str, int]:
+    """Counts across all tenants (each read inside its own tenant context)."""
+    totals = {"tenants": 0, "teams": 0, "reps": 0, "leads": 0}
+    async with db.session() as session:
+        tenants = await all_tenants(session)
+    for tenant_id in tenants.values():
+        async with db.session(tenant_id) as session:
+            totals["tenants"] += 1
+            for key, model in (("teams", Team), ("reps", Rep), ("leads", Lead)):
+                totals[key] += int(
+                    await session.scalar(select(func.count()).select_from(model)) or 0
+                )
+    return totals

@@ -1,0 +1,67 @@
+"""The permission matrix: which role may do what. Checked on every route."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from leadrelay.identity.models import Role
+
+
+class Permission(StrEnum):
+    TENANT_READ = "tenant:read"
+    TENANT_MANAGE = "tenant:manage"
+    USERS_READ = "users:read"
+    USERS_MANAGE = "users:manage"
+    API_KEYS_MANAGE = "api_keys:manage"
+    AUDIT_READ = "audit:read"
+    AUDIT_EXPORT = "audit:export"
+    DEAD_LETTERS_READ = "dead_letters:read"
+    DEAD_LETTERS_REPLAY = "dead_letters:replay"
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_MANAGE = "webhooks:manage"
+    LEADS_READ = "leads:read"
+    LEADS_WRITE = "leads:write"
+    APPROVALS_REVIEW = "approvals:review"
+
+
+_ALL = frozenset(Permission)
+P = Permission
+
+MATRIX: dict[Role, frozenset[Permission]] = {
+    Role.OWNER: _ALL,
+    Role.ADMIN: _ALL - {P.TENANT_MANAGE},
+    Role.MANAGER: frozenset(
+        {
+            P.TENANT_READ,
+            P.USERS_READ,
+            P.AUDIT_READ,
+            P.WEBHOOKS_READ,
+            P.DEAD_LETTERS_READ,
+            P.LEADS_READ,
+            P.LEADS_WRITE,
+            P.APPROVALS_REVIEW,
+        }
+    ),
+    Role.REVIEWER: frozenset({P.TENANT_READ, P.LEADS_READ, P.APPROVALS_REVIEW}),
+    Role.REP: frozenset({P.TENANT_READ, P.LEADS_READ, P.LEADS_WRITE}),
+    Role.OPERATOR: frozenset(
+        {
+            P.TENANT_READ,
+            P.AUDIT_READ,
+            P.AUDIT_EXPORT,
+            P.DEAD_LETTERS_READ,
+            P.DEAD_LETTERS_REPLAY,
+            P.WEBHOOKS_READ,
+        }
+    ),
+}
+
+
+def permissions_for(role: Role, scopes: list[str] | None = None) -> frozenset[Permission]:
+    """A role's permissions, narrowed to `scopes` when an API key names some."""
+    granted = MATRIX[role]
+    if scopes:
+        granted = granted & frozenset(
+            Permission(s) for s in scopes if s in Permission._value2member_map_
+        )
+    return granted

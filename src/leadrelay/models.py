@@ -1,0 +1,23 @@
+"""Every table of every domain, imported once so metadata (and Alembic) sees them all."""
+
+from leadrelay.capture import models as capture_models
+from leadrelay.compliance import models as compliance_models
+from leadrelay.core import events as events_models
+from leadrelay.core import jobs_models
+from leadrelay.core.db import Base
+from leadrelay.identity import models as identity_models
+from leadrelay.routing import models as routing_models
+from leadrelay.webhooks import models as webhooks_models
+
+metadata = Base.metadata
+
+__all__ = [
+    "capture_models",
+    "compliance_models",
+    "events_models",
+    "identity_models",
+    "jobs_models",
+    "metadata",
+    "routing_models",
+    "webhooks_models",
+]
