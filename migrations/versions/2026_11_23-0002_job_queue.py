@@ -24,6 +24,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(
+        """
+        DO $$
+        DECLARE f record;
+        BEGIN
+            FOR f IN SELECT oid::regprocedure AS signature FROM pg_proc
+                     WHERE proname LIKE 'procrastinate\\_%'
+                       AND pronamespace = 'public'::regnamespace
+            LOOP
+                EXECUTE 'DROP FUNCTION ' || f.signature || ' CASCADE';
+            END LOOP;
+        END $$
+        """
+    )
     for table in (
         "procrastinate_events",
         "procrastinate_periodic_defers",

@@ -19,6 +19,7 @@ from leadrelay.core.logging import configure_logging
 from leadrelay.core.security import SecretBox, load_or_create_key
 from leadrelay.core.settings import Settings, get_settings
 from leadrelay.identity.api import router as identity_router
+from leadrelay.inbound.api import router as inbound_router
 from leadrelay.ops.api import router as ops_router
 from leadrelay.webhooks.api import router as webhooks_router
 
@@ -69,6 +70,7 @@ def create_app(
     app.include_router(identity_router)
     app.include_router(audit_router)
     app.include_router(webhooks_router)
+    app.include_router(inbound_router)
     from leadrelay.console import mount_console
 
     mount_console(app)

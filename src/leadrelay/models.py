@@ -6,6 +6,7 @@ from leadrelay.core import events as events_models
 from leadrelay.core import jobs_models
 from leadrelay.core.db import Base
 from leadrelay.identity import models as identity_models
+from leadrelay.inbound import models as inbound_models
 from leadrelay.routing import models as routing_models
 from leadrelay.webhooks import models as webhooks_models
 
@@ -16,6 +17,7 @@ __all__ = [
     "compliance_models",
     "events_models",
     "identity_models",
+    "inbound_models",
     "jobs_models",
     "metadata",
     "routing_models",

@@ -33,6 +33,7 @@ log = get_logger("leadrelay.jobs")
 TASK_MODULES = [
     "leadrelay.core.events",
     "leadrelay.webhooks.jobs",
+    "leadrelay.inbound.jobs",
     "leadrelay.schedules",
 ]
 

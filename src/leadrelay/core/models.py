@@ -48,4 +48,6 @@ TENANT_TABLES: tuple[str, ...] = (
     "reps",
     "sources",
     "leads",
+    "inbound_endpoints",
+    "inbound_messages",
 )
