@@ -56,4 +56,5 @@ def test_downgrade_to_empty_and_upgrade_again(pg_server: EmbeddedServer) -> None
         count = connection.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
         ).fetchone()
-    assert count is not None and count[0] > 15
+    assert count is not None
+    assert count[0] > 15
