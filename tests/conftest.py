@@ -89,6 +89,15 @@ def tenants(db: Database) -> TenantFactory:
 
 
 @pytest.fixture(scope="session")
+def api_server(settings: Settings) -> Iterator[str]:
+    """Base URL of the app served by uvicorn on loopback (real HTTP)."""
+    from tests.live import serve
+
+    with serve(settings, free_port()) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
 async def job_runtime(settings: Settings, urls: DatabaseUrls) -> AsyncIterator[JobRuntime]:
     """The worker's runtime (queue open, tasks able to run) for tests that drain jobs."""
     from leadrelay.worker import job_runtime as open_runtime

@@ -42,11 +42,15 @@ TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug."
 
 
 def _settings() -> Settings:
+    from leadrelay.core.logging import configure_logging
+
     try:
-        return get_settings()
+        settings = get_settings()
     except SettingsError as error:
-        err.print(f"[red]{error}[/red]")
+        typer.echo(str(error), err=True)  # one line, never wrapped
         raise typer.Exit(2) from None
+    configure_logging(settings.log_level, json=settings.log_json)
+    return settings
 
 
 def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:

@@ -5,9 +5,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from leadrelay.compliance import audit
+from leadrelay.core.schemas import Input
 from leadrelay.identity.deps import CanExportAudit, CanReadAudit, SessionDep
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -37,9 +38,7 @@ class ChainVerification(BaseModel):
     reason: str | None
 
 
-class AuditQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AuditQuery(Input):
     action: str | None = None
     actor_id: str | None = None
     target_type: str | None = None
@@ -49,18 +48,22 @@ class AuditQuery(BaseModel):
     until: datetime | None = None
 
     def to_filter(self) -> audit.AuditFilter:
-        return audit.AuditFilter(**self.model_dump())
+        return audit.AuditFilter(**self.model_dump(exclude={"limit", "before_seq"}))
+
+
+class AuditPageQuery(AuditQuery):
+    # In the one query model: beside it, `extra="forbid"` would refuse them as unknown.
+    limit: int = Field(default=100, ge=1, le=1000)
+    before_seq: int | None = Field(default=None, ge=1)
 
 
 @router.get("")
 async def list_audit_events(
-    session: SessionDep,
-    _: CanReadAudit,
-    filters: Annotated[AuditQuery, Query()],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_seq: Annotated[int | None, Query(ge=1)] = None,
+    session: SessionDep, _: CanReadAudit, query: Annotated[AuditPageQuery, Query()]
 ) -> list[AuditEventOut]:
-    rows = await audit.list_events(session, filters.to_filter(), limit=limit, before_seq=before_seq)
+    rows = await audit.list_events(
+        session, query.to_filter(), limit=query.limit, before_seq=query.before_seq
+    )
     return [AuditEventOut.model_validate(r) for r in rows]
 
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leadrelay.core.errors import PROBLEM_JSON, LeadRelayError, problem_body
@@ -93,6 +94,10 @@ class RequestContextMiddleware:
         )
         rid_token = request_id_var.set(request_id)
         cid_token = correlation_id_var.set(correlation_id)
+        # Also on the request's state: the 500 handler runs outside this middleware, after the
+        # context variables are reset, and still owes the client its ids.
+        state = scope.setdefault("state", {})
+        state["request_id"], state["correlation_id"] = request_id, correlation_id
         status_holder = {"status": 500}
         started = time.perf_counter()
 
@@ -159,9 +164,26 @@ class BodyLimitMiddleware:
                 return
         received = 0
         started = False
+        too_large = False
+
+        async def send_too_large() -> None:
+            await _send_problem(
+                send,
+                413,
+                "body-too-large",
+                "Payload too large",
+                f"the body exceeds {self.max_bytes} bytes",
+            )
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
+            if too_large:
+                # The app caught the cut-off read and answers with its own error (FastAPI: a
+                # 400 "error parsing the body"); the client is owed the 413 instead.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await send_too_large()
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -170,11 +192,12 @@ class BodyLimitMiddleware:
             pass
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
                     raise TooLarge
             return message
 
@@ -182,13 +205,8 @@ class BodyLimitMiddleware:
             await self.app(scope, counted_receive, guarded_send)
         except TooLarge:
             if not started:
-                await _send_problem(
-                    send,
-                    413,
-                    "body-too-large",
-                    "Payload too large",
-                    f"the body exceeds {self.max_bytes} bytes",
-                )
+                started = True
+                await send_too_large()
 
 
 class JsonContentTypeMiddleware:
@@ -290,6 +308,20 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(error.status_code, body, dict(error.headers or {}))
 
+    @app.exception_handler(DataError)
+    async def database_refused_value(request: Request, error: DataError) -> JSONResponse:
+        # A value the schema let through but the column cannot hold (a safety net: schemas
+        # should refuse it first, with the field named).
+        log.warning("http.data_error", route=request.url.path, error=type(error.orig).__name__)
+        body = problem_body(
+            status=422,
+            code="invalid-value",
+            title="Validation failed",
+            detail="a value in the request cannot be stored as given",
+            instance=request.url.path,
+        )
+        return problem_response(422, body)
+
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         log.exception("http.unhandled", route=request.url.path, error=type(error).__name__)
@@ -300,4 +332,8 @@ def install_error_handlers(app: FastAPI) -> None:
             detail="something went wrong on our side; the request id says where",
             instance=request.url.path,
         )
-        return problem_response(500, body)
+        ids = {
+            "x-request-id": getattr(request.state, "request_id", None),
+            "x-correlation-id": getattr(request.state, "correlation_id", None),
+        }
+        return problem_response(500, body, {k: v for k, v in ids.items() if v})

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else "?"
+    field = (str(first["loc"][0]) if first["loc"] else "?").lower()
     names = {
         "database_url": "DATABASE_URL",
         "database_app_url": "DATABASE_APP_URL",

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from leadrelay.core.schemas import Input
 from leadrelay.identity.models import Role
 from leadrelay.identity.permissions import Permission
 
@@ -18,18 +19,14 @@ class Me(BaseModel):
     permissions: list[Permission]
 
 
-class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UserCreate(Input):
     email: EmailStr
     name: str = Field(min_length=1, max_length=200)
     role: Role
     password: str = Field(min_length=12, max_length=200)
 
 
-class UserUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UserUpdate(Input):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     role: Role | None = None
     is_active: bool | None = None
@@ -47,9 +44,7 @@ class UserOut(BaseModel):
     last_login_at: datetime | None
 
 
-class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ApiKeyCreate(Input):
     name: str = Field(min_length=1, max_length=200)
     role: Role
     scopes: list[Permission] = Field(default_factory=list, max_length=len(Permission))

@@ -8,15 +8,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadrelay.core.clock import utcnow
+from leadrelay.core.schemas import Input
 from leadrelay.identity.deps import CanManageWebhooks, CanReadWebhooks, SessionDep
 from leadrelay.inbound import service
 
 router = APIRouter(tags=["inbound webhooks"])
 
 
-class InboundEndpointCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class InboundEndpointCreate(Input):
     name: str = Field(min_length=1, max_length=200)
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, status
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from leadrelay.core.clock import utcnow
+from leadrelay.core.schemas import Input
 from leadrelay.core.security import SecretBox
 from leadrelay.identity.deps import CanManageWebhooks, CanReadWebhooks, SessionDep
 from leadrelay.webhooks import service
@@ -15,17 +16,13 @@ from leadrelay.webhooks.models import DeliveryStatus
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
 
 
-class EndpointCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EndpointCreate(Input):
     url: AnyHttpUrl
     event_types: list[str] = Field(default_factory=list, max_length=100)
     description: str = Field(default="", max_length=200)
 
 
-class EndpointUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EndpointUpdate(Input):
     url: AnyHttpUrl | None = None
     event_types: list[str] | None = Field(default=None, max_length=100)
     is_active: bool | None = None
