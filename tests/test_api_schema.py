@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
