@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadrelay.compliance import audit
+from leadrelay.core.db import Database
 from leadrelay.core.schemas import Input
 from leadrelay.identity.deps import CanExportAudit, CanReadAudit, SessionDep
 
@@ -69,11 +71,18 @@ async def list_audit_events(
 
 @router.get("/export.csv", response_class=StreamingResponse)
 async def export_audit_csv(
-    session: SessionDep, _: CanExportAudit, filters: Annotated[AuditQuery, Query()]
+    request: Request, actor: CanExportAudit, filters: Annotated[AuditQuery, Query()]
 ) -> StreamingResponse:
-    rows = [chunk async for chunk in audit.export_csv(session, filters.to_filter())]
+    """Streams every matching row (bounded memory) from its own tenant-bound transaction."""
+    db: Database = request.app.state.db
+
+    async def rows() -> AsyncIterator[str]:
+        async with db.session(actor.tenant_id) as session:
+            async for chunk in audit.export_csv(session, filters.to_filter()):
+                yield chunk
+
     return StreamingResponse(
-        iter(rows),
+        rows(),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": 'attachment; filename="audit.csv"'},
     )
