@@ -50,6 +50,9 @@ def create_app(
         try:
             yield
         finally:
+            intake = getattr(app.state, "intake", None)
+            if intake is not None:
+                await intake.batcher.close()
             if owns_db:
                 await app.state.db.dispose()
 

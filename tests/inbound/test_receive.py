@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import select
 
-from leadrelay.core.db import Database
+from leadrelay.core.db import Database, DatabaseUrls
 from leadrelay.core.events import OutboxEvent
 from leadrelay.core.jobs import JobRuntime, dead_letter_middleware, job_app
 from leadrelay.core.signatures import sign_standard_webhook
+from leadrelay.inbound.batcher import IntakeBatcher, IntakeUnavailable
 from leadrelay.inbound.models import InboundMessage, MessageStatus
+from leadrelay.inbound.service import VerifiedDelivery
 from tests.factories import TenantCtx, TenantFactory
 
 
@@ -145,3 +149,50 @@ class TestReceive:
         listed = await client.get("/v1/inbound-endpoints", headers=await b.headers())
         assert listed.status_code == 200
         assert endpoint_id not in {e["id"] for e in listed.json()}
+
+
+class TestGroupCommit:
+    async def test_concurrent_deliveries_are_each_stored_once(
+        self, client: httpx.AsyncClient, tenants: TenantFactory, db: Database
+    ) -> None:
+        a, b = await tenants.create(), await tenants.create()
+        endpoint_a, secret_a = await make_endpoint(client, a)
+        endpoint_b, secret_b = await make_endpoint(client, b)
+        requests = []
+        for n in range(120):
+            endpoint, secret = (endpoint_a, secret_a) if n % 2 else (endpoint_b, secret_b)
+            payload = json.dumps({"n": n}).encode()
+            # Every fifth delivery is sent twice at the same time: one is stored, one is a replay.
+            headers = signed(secret, payload, msg_id=f"msg_{n}")
+            requests.append((endpoint, payload, headers))
+            if n % 5 == 0:
+                requests.append((endpoint, payload, headers))
+        responses = await asyncio.gather(
+            *(client.post(f"/v1/inbound/{e}", content=p, headers=h) for e, p, h in requests)
+        )
+        statuses = [r.status_code for r in responses]
+        assert statuses.count(202) == 120
+        assert statuses.count(200) == 24
+        for tenant in (a, b):
+            async with db.session(tenant.id) as session:
+                stored = list(await session.scalars(select(InboundMessage.delivery_id)))
+            assert len(stored) == 60
+            assert len(set(stored)) == 60
+
+    async def test_database_failure_answers_503_and_acknowledges_nothing(self) -> None:
+        broken = Database(
+            DatabaseUrls(
+                owner="postgresql://nobody@127.0.0.1:1/none",
+                app="postgresql://nobody@127.0.0.1:1/none",
+                app_role="nobody",
+                app_password="",
+            )
+        )
+        batcher = IntakeBatcher(broken)
+        delivery = VerifiedDelivery(uuid.uuid4(), uuid.uuid4(), "msg_1", {"a": 1})
+        try:
+            with pytest.raises(IntakeUnavailable):
+                await batcher.submit(delivery)
+        finally:
+            await batcher.close()
+            await broken.dispose()

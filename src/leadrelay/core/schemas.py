@@ -7,13 +7,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 
-def _has_nul(value: Any) -> bool:
+def contains_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
     if isinstance(value, list | tuple | set):
-        return any(_has_nul(v) for v in value)
+        return any(contains_nul(v) for v in value)
     return False
 
 
@@ -26,6 +26,6 @@ class Input(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _refuse_nul(cls, value: Any) -> Any:
-        if _has_nul(value):
+        if contains_nul(value):
             raise ValueError("must not contain NUL (\\u0000) characters")
         return value

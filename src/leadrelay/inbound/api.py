@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadrelay.core.clock import utcnow
 from leadrelay.core.schemas import Input
 from leadrelay.identity.deps import CanManageWebhooks, CanReadWebhooks, SessionDep
 from leadrelay.inbound import service
+from leadrelay.inbound.batcher import IntakeBatcher, IntakeUnavailable
 
 router = APIRouter(tags=["inbound webhooks"])
 
@@ -58,26 +60,51 @@ async def list_inbound_endpoints(
     return [InboundEndpointOut.model_validate(e) for e in await service.list_endpoints(session)]
 
 
+@dataclass
+class Intake:
+    """Per-app receiver state: the endpoint cache and the group-commit batcher."""
+
+    cache: service.EndpointCache
+    batcher: IntakeBatcher
+
+
+def _intake(request: Request) -> Intake:
+    state = request.app.state
+    intake: Intake | None = getattr(state, "intake", None)
+    if intake is None:
+        intake = Intake(service.EndpointCache(state.secret_box), IntakeBatcher(state.db))
+        state.intake = intake
+    return intake
+
+
 @router.post(
     "/v1/inbound/{endpoint_id}",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={200: {"model": Accepted, "description": "Replay of a delivery already accepted"}},
+    responses={
+        200: {"model": Accepted, "description": "Replay of a delivery already accepted"},
+        202: {"model": Accepted, "description": "Stored; processed by a job"},
+    },
 )
-async def receive_webhook(
-    endpoint_id: uuid.UUID, request: Request, session: SessionDep
-) -> JSONResponse:
+async def receive_webhook(endpoint_id: uuid.UUID, request: Request) -> Response:
     """Signed per the Standard Webhooks spec (webhook-id, webhook-timestamp, webhook-signature).
-    Stored, then processed by a job; a replayed webhook-id is answered 200 and not processed."""
+    Stored durably before the answer, then processed by a job; a replayed webhook-id is
+    answered 200 and not processed again."""
+    intake = _intake(request)
     settings = request.app.state.settings
-    message, is_new = await service.receive(
-        session,
-        request.app.state.secret_box,
+    key = await intake.cache.get(request.app.state.db, endpoint_id)
+    delivery = service.verify_delivery(
+        key,
         endpoint_id=endpoint_id,
-        headers={k.lower(): v for k, v in request.headers.items()},
+        headers=request.headers,
         body=await request.body(),
         now=utcnow(),
         tolerance=timedelta(seconds=settings.webhook_tolerance_seconds),
     )
-    if not is_new or message is None:
-        return JSONResponse({"id": None, "status": "duplicate"}, status_code=200)
-    return JSONResponse({"id": str(message.id), "status": "accepted"}, status_code=202)
+    try:
+        message_id = await intake.batcher.submit(delivery)
+    except IntakeUnavailable:
+        raise service.IntakeBusy() from None
+    if message_id is None:
+        return Response(b'{"id":null,"status":"duplicate"}', 200, media_type="application/json")
+    body = b'{"id":"%s","status":"accepted"}' % str(message_id).encode()
+    return Response(body, 202, media_type="application/json")

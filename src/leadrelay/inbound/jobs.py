@@ -12,23 +12,27 @@ from leadrelay.inbound.service import PROCESS_TASK
 
 
 @job_app.task(name=PROCESS_TASK, retry=retry_strategy())
-async def process_message(
-    *, tenant_id: str, message_id: str, correlation_id: str | None = None
+async def process_messages(
+    *, tenant_id: str, message_ids: list[str], correlation_id: str | None = None
 ) -> None:
-    """Hand a stored delivery to the rest of the platform as an `inbound.received` event.
-    (Capture turns provider payloads into leads by subscribing to it.)"""
+    """Hand stored deliveries (one intake batch of one tenant) to the rest of the platform as
+    `inbound.received` events. Capture turns provider payloads into leads by subscribing to
+    it. Idempotent: processed messages are skipped."""
     async with runtime().db.session(uuid.UUID(tenant_id)) as session:
-        message = await session.scalar(
+        messages = await session.scalars(
             select(InboundMessage)
-            .where(InboundMessage.id == uuid.UUID(message_id))
-            .with_for_update()
+            .where(
+                InboundMessage.id.in_([uuid.UUID(m) for m in message_ids]),
+                InboundMessage.status == MessageStatus.RECEIVED,
+            )
+            .with_for_update(skip_locked=True)
         )
-        if message is None or message.status == MessageStatus.PROCESSED:
-            return
-        await emit(
-            session,
-            message.tenant_id,
-            "inbound.received",
-            {"message_id": str(message.id), "endpoint_id": str(message.endpoint_id)},
-        )
-        message.status, message.processed_at = MessageStatus.PROCESSED, utcnow()
+        now = utcnow()
+        for message in messages:
+            await emit(
+                session,
+                message.tenant_id,
+                "inbound.received",
+                {"message_id": str(message.id), "endpoint_id": str(message.endpoint_id)},
+            )
+            message.status, message.processed_at = MessageStatus.PROCESSED, now

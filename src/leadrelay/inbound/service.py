@@ -1,20 +1,29 @@
 """Signed inbound webhooks: verify the signature (constant time, timestamp tolerance), refuse
-replays, store the delivery and hand it to a job, all before answering 202."""
+replays, store the delivery and hand it to a job, all before answering 202.
+
+The receiver works in sets: verified deliveries from concurrent requests are stored together
+by `IntakeBatcher` (group commit), and each request is answered once its batch committed."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.compliance.audit import record
-from leadrelay.core.db import set_tenant
+from leadrelay.core.db import Database, set_tenant
 from leadrelay.core.errors import LeadRelayError, Unauthenticated
 from leadrelay.core.jobs import defer
-from leadrelay.core.replay import remember_delivery
+from leadrelay.core.jobs_models import WebhookReceipt
+from leadrelay.core.schemas import contains_nul
 from leadrelay.core.security import SecretBox
 from leadrelay.core.signatures import generate_standard_webhook_secret, verify_standard_webhook
 from leadrelay.identity.service import Principal
@@ -28,6 +37,14 @@ class InvalidSignature(Unauthenticated):
     """The webhook signature is missing, stale or wrong."""
 
     code = "invalid-signature"
+
+
+class IntakeBusy(LeadRelayError):
+    """The delivery could not be stored right now; retry later."""
+
+    status = 503
+    code = "intake-unavailable"
+    title = "Service unavailable"
 
 
 class InvalidPayload(LeadRelayError):
@@ -63,32 +80,75 @@ async def list_endpoints(session: AsyncSession) -> list[InboundEndpoint]:
     return list(await session.scalars(select(InboundEndpoint).order_by(InboundEndpoint.created_at)))
 
 
-async def receive(
-    session: AsyncSession,
-    box: SecretBox,
+@dataclass(frozen=True, slots=True)
+class EndpointKey:
+    tenant_id: uuid.UUID
+    secret: str
+    is_active: bool
+
+
+class EndpointCache:
+    """Endpoint tenant and secret by id, kept `ttl` in memory: the receiver's hot path then
+    needs no database round trip before it can verify. A deactivated or deleted endpoint is
+    refused at most `ttl` later."""
+
+    def __init__(self, box: SecretBox, *, ttl: timedelta = timedelta(seconds=10)) -> None:
+        self._box = box
+        self._ttl = ttl.total_seconds()
+        self._entries: dict[uuid.UUID, tuple[float, EndpointKey | None]] = {}
+
+    async def get(self, db: Database, endpoint_id: uuid.UUID) -> EndpointKey | None:
+        now = time.monotonic()
+        cached = self._entries.get(endpoint_id)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        async with db.session() as session:
+            row = (
+                (
+                    await session.execute(
+                        text("SELECT * FROM auth_find_inbound_endpoint(:id)"), {"id": endpoint_id}
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        key = (
+            EndpointKey(
+                row["tenant_id"], self._box.decrypt(row["secret_encrypted"]), row["is_active"]
+            )
+            if row is not None
+            else None
+        )
+        if len(self._entries) > 10_000:  # unknown ids must not grow it without bound
+            self._entries.clear()
+        self._entries[endpoint_id] = (now, key)
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedDelivery:
+    tenant_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    delivery_id: str
+    payload: dict[str, Any]
+
+
+def verify_delivery(
+    key: EndpointKey | None,
     *,
     endpoint_id: uuid.UUID,
-    headers: dict[str, str],
+    headers: Mapping[str, str],
     body: bytes,
     now: datetime,
     tolerance: timedelta,
-) -> tuple[InboundMessage | None, bool]:
-    """Verify and store one delivery; returns (message, is_new). A replayed delivery id returns
-    (None, False) and stores nothing. Unknown endpoint and bad signature look the same."""
-    row = (
-        (
-            await session.execute(
-                text("SELECT * FROM auth_find_inbound_endpoint(:id)"), {"id": endpoint_id}
-            )
-        )
-        .mappings()
-        .first()
-    )
+) -> VerifiedDelivery:
+    """Check the Standard Webhooks signature and the body. Unknown endpoint and bad signature
+    look the same to the caller."""
     msg_id = headers.get("webhook-id", "")
-    if row is None or not row["is_active"]:
+    if key is None or not key.is_active or not msg_id or len(msg_id) > MAX_DELIVERY_ID:
         raise InvalidSignature()
     valid = verify_standard_webhook(
-        secrets=[box.decrypt(row["secret_encrypted"])],
+        secrets=[key.secret],
         msg_id=msg_id,
         timestamp=headers.get("webhook-timestamp", ""),
         payload=body,
@@ -96,7 +156,7 @@ async def receive(
         now=now,
         tolerance=tolerance,
     )
-    if not valid or not msg_id or len(msg_id) > MAX_DELIVERY_ID:
+    if not valid:
         raise InvalidSignature()
     try:
         payload = json.loads(body)
@@ -104,20 +164,57 @@ async def receive(
         payload = None
     if not isinstance(payload, dict):
         raise InvalidPayload()
-    tenant_id: uuid.UUID = row["tenant_id"]
-    await set_tenant(session, tenant_id)
-    if not await remember_delivery(
-        session, provider=f"inbound:{endpoint_id.hex}", delivery_id=msg_id
-    ):
-        return None, False
-    message = InboundMessage(
-        tenant_id=tenant_id,
-        endpoint_id=endpoint_id,
-        delivery_id=msg_id,
-        payload=payload,
-        status=MessageStatus.RECEIVED,
-    )
-    session.add(message)
-    await session.flush()
-    await defer(session, PROCESS_TASK, tenant_id=str(tenant_id), message_id=str(message.id))
-    return message, True
+    if contains_nul(payload):  # PostgreSQL's jsonb cannot hold it
+        raise InvalidPayload("the JSON body must not contain NUL (\\u0000) characters")
+    return VerifiedDelivery(key.tenant_id, endpoint_id, msg_id, payload)
+
+
+async def store_deliveries(
+    session: AsyncSession, deliveries: Sequence[VerifiedDelivery]
+) -> list[uuid.UUID | None]:
+    """Store a batch (any tenants) in the caller's transaction: one receipt insert, one message
+    insert and one job per tenant. Returns each delivery's message id, or None for a replay
+    (a delivery id seen before, in an earlier batch or earlier in this one)."""
+    results: dict[int, uuid.UUID | None] = {}
+    by_tenant: dict[uuid.UUID, list[int]] = {}
+    for index, delivery in enumerate(deliveries):
+        by_tenant.setdefault(delivery.tenant_id, []).append(index)
+    for tenant_id, indexes in by_tenant.items():
+        await set_tenant(session, tenant_id)
+        receipts = {
+            (f"inbound:{deliveries[i].endpoint_id.hex}", deliveries[i].delivery_id): i
+            for i in reversed(indexes)  # the first of two equal ids in a batch wins
+        }
+        fresh = await session.execute(
+            pg_insert(WebhookReceipt)
+            .values([{"provider": p, "delivery_id": d} for p, d in receipts])
+            .on_conflict_do_nothing()
+            .returning(WebhookReceipt.provider, WebhookReceipt.delivery_id)
+        )
+        new_indexes = sorted(receipts[(p, d)] for p, d in fresh)
+        if not new_indexes:
+            continue
+        ids = [uuid.uuid4() for _ in new_indexes]  # known before the insert: no RETURNING
+        await session.execute(
+            pg_insert(InboundMessage).values(
+                [
+                    {
+                        "id": message_id,
+                        "tenant_id": tenant_id,
+                        "endpoint_id": deliveries[i].endpoint_id,
+                        "delivery_id": deliveries[i].delivery_id,
+                        "payload": deliveries[i].payload,
+                        "status": MessageStatus.RECEIVED,
+                    }
+                    for i, message_id in zip(new_indexes, ids, strict=True)
+                ]
+            )
+        )
+        results.update(zip(new_indexes, ids, strict=True))
+        await defer(
+            session,
+            PROCESS_TASK,
+            tenant_id=str(tenant_id),
+            message_ids=[str(message_id) for message_id in ids],
+        )
+    return [results.get(i) for i in range(len(deliveries))]
