@@ -273,7 +273,8 @@ def dead_letters_list(
                                 "replayed_at": x.replayed_at.isoformat() if x.replayed_at else None,
                                 "payload": x.payload,
                             }
-                        )
+                        ),
+                        indent=None,  # one object per line, as --json promises
                     )
                 return
             table = Table(title=f"dead letters ({len(letters)})")
