@@ -1,4 +1,4 @@
-"""Console pages (placeholder until the console shell lands)."""
+"""The console's one router: every area's routes, and the static files they use."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+
+from leadrelay.console import api_keys, audit, dashboard, dead_letters, login, users
 
 STATIC_DIR = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)
@@ -19,3 +21,7 @@ def static_files() -> StaticFiles:
 @router.get("/")
 async def home() -> RedirectResponse:
     return RedirectResponse("/console", status_code=303)
+
+
+for area in (login, dashboard, users, api_keys, audit, dead_letters):
+    router.include_router(area.router)

@@ -90,6 +90,17 @@ def runtime() -> JobRuntime:
 job_app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=TASK_MODULES)
 
 
+_tasks_loaded = False
+
+
+def load_tasks() -> None:
+    """Import every task module once, so that any process (web or worker) can defer any task."""
+    global _tasks_loaded
+    if not _tasks_loaded:
+        job_app.perform_import_paths()  # type: ignore[no-untyped-call]
+        _tasks_loaded = True
+
+
 def retry_strategy(max_attempts: int | None = None) -> BackoffWithJitter:
     return BackoffWithJitter(max_attempts=max_attempts or 5)
 
@@ -102,8 +113,7 @@ async def defer(
     **kwargs: Any,
 ) -> int:
     """Defer `task_name` inside the session's transaction; returns the job id."""
-    if task_name not in job_app.tasks:
-        job_app.perform_import_paths()  # type: ignore[no-untyped-call]
+    load_tasks()
     task = job_app.tasks[task_name]
     kwargs = {key: _jsonable(value) for key, value in kwargs.items()}
     if (correlation_id := correlation_id_var.get()) is not None:

@@ -28,7 +28,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the transaction commits before the response is sent, so a client never
+# reads a 2xx for a change that then fails to commit.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def _bearer(request: Request) -> str | None:

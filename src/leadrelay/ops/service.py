@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.compliance.audit import record
 from leadrelay.core.errors import Conflict, NotFound
-from leadrelay.core.jobs import defer, job_app, replay_hooks
+from leadrelay.core.jobs import defer, job_app, load_tasks, replay_hooks
 from leadrelay.core.jobs_models import DeadLetter, WorkerHeartbeat
 from leadrelay.identity.service import Principal, system_principal
 
@@ -55,6 +55,7 @@ async def replay_dead_letter(
         raise DeadLetterNotFound()
     if letter.replayed_at is not None:
         raise AlreadyReplayed()
+    load_tasks()
     if letter.task_name not in job_app.tasks:
         raise Conflict(f"task {letter.task_name!r} no longer exists")
     payload: dict[str, Any] = dict(letter.payload)
