@@ -238,13 +238,30 @@ class TestGrants:
             "/v1/api-keys", json={"name": "k", "role": "admin"}, headers=admin
         )
 
-        body = assert_problem(new_owner, 403, "forbidden")
-        assert body["detail"] == "you cannot grant the 'owner' role"
-        assert_problem(promote, 403, "forbidden")
-        assert_problem(owner_key, 403, "forbidden")
+        body = assert_problem(new_owner, 403, "cannot-grant-role")
+        assert body["detail"] == "you cannot grant or manage the 'owner' role"
+        assert_problem(promote, 403, "cannot-grant-role")
+        assert_problem(owner_key, 403, "cannot-grant-role")
         assert admin_key.status_code == 201  # equal is fine
         fetched = await client.get(f"/v1/users/{rep}", headers=admin)
         assert fetched.json()["role"] == "rep"
+
+    async def test_admin_cannot_demote_or_deactivate_an_owner(
+        self, client: httpx.AsyncClient, tenants: TenantFactory
+    ) -> None:
+        tenant = await tenants.create()
+        admin = await tenant.headers(Role.ADMIN)
+        owner = await user_id(tenant, await tenant.user(Role.OWNER))
+
+        demote = await client.patch(f"/v1/users/{owner}", json={"role": "rep"}, headers=admin)
+        deactivate = await client.patch(
+            f"/v1/users/{owner}", json={"is_active": False}, headers=admin
+        )
+
+        assert_problem(demote, 403, "cannot-grant-role")
+        assert_problem(deactivate, 403, "cannot-grant-role")
+        fetched = (await client.get(f"/v1/users/{owner}", headers=admin)).json()
+        assert (fetched["role"], fetched["is_active"]) == ("owner", True)
 
 
 class TestApiKeys:
@@ -352,7 +369,7 @@ class TestApiKeys:
         response = await client.post(
             "/v1/api-keys", json={"name": "escalate", "role": "owner"}, headers=bearer(scoped)
         )
-        assert_problem(response, 403, "forbidden")
+        assert_problem(response, 403, "cannot-grant-role")
 
     async def test_refuses_unknown_scopes(
         self, client: httpx.AsyncClient, tenants: TenantFactory

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from leadrelay.identity import permissions
 from leadrelay.identity.models import Role
-from leadrelay.identity.permissions import MATRIX
 from leadrelay.identity.service import Principal
 
 
@@ -20,5 +20,4 @@ def field_errors(error: ValidationError) -> dict[str, str]:
 
 
 def grantable_roles(actor: Principal) -> list[Role]:
-    """Nobody hands out more than they hold."""
-    return [role for role in Role if MATRIX[role] <= actor.permissions]
+    return permissions.grantable_roles(actor.permissions)

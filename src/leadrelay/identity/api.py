@@ -5,7 +5,6 @@ import uuid
 from fastapi import APIRouter, status
 
 from leadrelay.core.clock import utcnow
-from leadrelay.core.errors import Forbidden
 from leadrelay.identity import service
 from leadrelay.identity.deps import (
     CanManageApiKeys,
@@ -14,8 +13,6 @@ from leadrelay.identity.deps import (
     CurrentPrincipal,
     SessionDep,
 )
-from leadrelay.identity.models import Role
-from leadrelay.identity.permissions import MATRIX
 from leadrelay.identity.schemas import (
     ApiKeyCreate,
     ApiKeyIssued,
@@ -27,12 +24,6 @@ from leadrelay.identity.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["identity"])
-
-
-def _check_grant(actor: service.Principal, role: Role) -> None:
-    """Nobody hands out more than they hold."""
-    if not MATRIX[role] <= actor.permissions:
-        raise Forbidden(f"you cannot grant the {role.value!r} role")
 
 
 @router.get("/me")
@@ -55,7 +46,6 @@ async def list_users(session: SessionDep, _: CanReadUsers) -> list[UserOut]:
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)
 async def create_user(body: UserCreate, session: SessionDep, actor: CanManageUsers) -> UserOut:
-    _check_grant(actor, body.role)
     user = await service.create_user(
         session,
         actor,
@@ -80,8 +70,6 @@ async def update_user(
     session: SessionDep,
     actor: CanManageUsers,
 ) -> UserOut:
-    if body.role is not None:
-        _check_grant(actor, body.role)
     user = await service.update_user(
         session,
         actor,
@@ -103,7 +91,6 @@ async def list_api_keys(session: SessionDep, _: CanManageApiKeys) -> list[ApiKey
 async def create_api_key(
     body: ApiKeyCreate, session: SessionDep, actor: CanManageApiKeys
 ) -> ApiKeyIssued:
-    _check_grant(actor, body.role)
     issued = await service.create_api_key(
         session,
         actor,

@@ -65,3 +65,12 @@ def permissions_for(role: Role, scopes: list[str] | None = None) -> frozenset[Pe
             Permission(s) for s in scopes if s in Permission._value2member_map_
         )
     return granted
+
+
+def can_grant(permissions: frozenset[Permission], role: Role) -> bool:
+    """Nobody hands out, or manages someone holding, more than they hold themselves."""
+    return MATRIX[role] <= permissions
+
+
+def grantable_roles(permissions: frozenset[Permission]) -> list[Role]:
+    return [role for role in Role if can_grant(permissions, role)]

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.compliance.audit import AuditEntry, record
 from leadrelay.core.db import set_tenant
-from leadrelay.core.errors import Conflict, NotFound, TooManyRequests, Unauthenticated
+from leadrelay.core.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthenticated
 from leadrelay.core.security import (
     api_key_prefix,
     generate_api_key,
@@ -25,7 +25,7 @@ from leadrelay.core.security import (
     verify_password,
 )
 from leadrelay.identity.models import ApiKey, ConsoleSession, LoginThrottle, Role, Tenant, User
-from leadrelay.identity.permissions import Permission, permissions_for
+from leadrelay.identity.permissions import Permission, can_grant, permissions_for
 
 # last_used_at is written at most this often per key, so that a hot key does not turn every
 # request into a write.
@@ -44,6 +44,17 @@ class EmailAlreadyUsed(Conflict):
     """A user with this e-mail address already exists."""
 
     code = "email-already-used"
+
+
+class CannotGrantRole(Forbidden):
+    """You cannot grant, or manage holders of, a role with more rights than yours."""
+
+    code = "cannot-grant-role"
+
+
+def check_can_grant(actor: Principal, role: Role) -> None:
+    if not can_grant(actor.permissions, role):
+        raise CannotGrantRole(f"you cannot grant or manage the {role.value!r} role")
 
 
 class LoginThrottled(TooManyRequests):
@@ -142,6 +153,7 @@ async def create_user(
     password: str,
     now: datetime,
 ) -> User:
+    check_can_grant(actor, role)
     user = User(
         tenant_id=actor.tenant_id,
         email=email.strip(),
@@ -193,8 +205,10 @@ async def update_user(
     now: datetime,
 ) -> User:
     user = await access_user(session, actor, user_id)
+    check_can_grant(actor, Role(user.role))
     changes: dict[str, object] = {}
     if role is not None and role != user.role:
+        check_can_grant(actor, role)
         user.role, changes["role"] = role, role.value
     if is_active is not None and is_active != user.is_active:
         user.is_active, changes["is_active"] = is_active, is_active
@@ -234,6 +248,7 @@ async def create_api_key(
     scopes: list[str] | None = None,
     now: datetime,
 ) -> IssuedApiKey:
+    check_can_grant(actor, role)
     issued = generate_api_key()
     key = ApiKey(
         tenant_id=actor.tenant_id,
@@ -272,6 +287,7 @@ async def revoke_api_key(
     key = await session.get(ApiKey, key_id)
     if key is None or key.tenant_id != actor.tenant_id:
         raise ApiKeyNotFound()
+    check_can_grant(actor, Role(key.role))
     if key.revoked_at is None:
         key.revoked_at = now
         await record(
