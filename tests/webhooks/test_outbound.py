@@ -512,6 +512,62 @@ class TestRetrySchedule:
         assert make_jobs_due(urls, DELIVER_TASK, delivery_id=delivery_id) == 0
         assert [r.path for r in receiver.received(path)] == [path] * 3
 
+    async def test_the_delivery_log_keeps_every_attempt(
+        self,
+        client: httpx.AsyncClient,
+        db: Database,
+        urls: DatabaseUrls,
+        tenant: TenantCtx,
+        receiver: RecordingServer,
+        job_runtime: JobRuntime,
+    ) -> None:
+        receiver.respond_with(500)
+        endpoint = await register(client, tenant, receiver.url(unique_path()))
+        event_id = await emit_event(db, tenant, "lead.created", {})
+        await run_jobs()
+        delivery_id = str((await only_delivery(db, tenant, event_id)).id)
+        make_jobs_due(urls, DELIVER_TASK, delivery_id=delivery_id)
+        await run_jobs()
+
+        response = await client.get(
+            f"/v1/webhook-endpoints/{endpoint['id']}/deliveries/{delivery_id}/attempts",
+            headers=await tenant.headers(Role.OPERATOR),
+        )
+        assert response.status_code == 200, response.text
+        log = response.json()
+        assert [(a["attempt"], a["status_code"]) for a in log] == [(1, 500), (2, 200)]
+        assert log[0]["error"].startswith("HTTP 500")
+        assert log[1]["error"] is None
+        assert all(a["duration_ms"] >= 0 for a in log)
+
+    async def test_a_deactivated_endpoint_stops_its_retries(
+        self,
+        client: httpx.AsyncClient,
+        db: Database,
+        urls: DatabaseUrls,
+        tenant: TenantCtx,
+        receiver: RecordingServer,
+        job_runtime: JobRuntime,
+    ) -> None:
+        receiver.respond_with(500)
+        path = unique_path()
+        endpoint = await register(client, tenant, receiver.url(path))
+        event_id = await emit_event(db, tenant, "lead.created", {})
+        await run_jobs()
+        await client.patch(
+            f"/v1/webhook-endpoints/{endpoint['id']}",
+            json={"is_active": False},
+            headers=await tenant.headers(Role.ADMIN),
+        )
+        delivery_id = str((await only_delivery(db, tenant, event_id)).id)
+        make_jobs_due(urls, DELIVER_TASK, delivery_id=delivery_id)
+        await run_jobs()
+
+        delivery = await only_delivery(db, tenant, event_id)
+        assert delivery.status == DeliveryStatus.FAILED
+        assert delivery.last_error == "cancelled: the endpoint was deactivated"
+        assert len(receiver.received(path)) == 1
+
 
 class TestSecretRotation:
     async def test_both_secrets_sign_during_the_overlap_then_only_the_new(

@@ -43,6 +43,7 @@ TENANT_TABLES: tuple[str, ...] = (
     "outbox_events",
     "webhook_endpoints",
     "webhook_deliveries",
+    "webhook_delivery_attempts",
     "dead_letters",
     "teams",
     "reps",

@@ -59,6 +59,16 @@ class DeliveryOut(BaseModel):
     delivered_at: datetime | None
 
 
+class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    attempt: int
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    attempted_at: datetime
+
+
 def _box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
     return box
@@ -136,3 +146,12 @@ async def list_deliveries(
     await service.access_endpoint(session, actor, endpoint_id)
     deliveries = await service.list_deliveries(session, endpoint_id=endpoint_id)
     return [DeliveryOut.model_validate(d) for d in deliveries]
+
+
+@router.get("/{endpoint_id}/deliveries/{delivery_id}/attempts")
+async def list_delivery_attempts(
+    endpoint_id: uuid.UUID, delivery_id: uuid.UUID, session: SessionDep, actor: CanReadWebhooks
+) -> list[AttemptOut]:
+    """The delivery log: every HTTP attempt with the endpoint's answer and its duration."""
+    attempts = await service.list_attempts(session, actor, endpoint_id, delivery_id)
+    return [AttemptOut.model_validate(a) for a in attempts]

@@ -3,6 +3,7 @@ dead letter: a failed delivery is never dropped."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,12 @@ from leadrelay.core.events import OutboxEvent
 from leadrelay.core.jobs import add_dead_letter, defer, job_app, replay_hook, runtime
 from leadrelay.core.logging import get_logger
 from leadrelay.core.security import SecretBox
-from leadrelay.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from leadrelay.webhooks.models import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEndpoint,
+)
 from leadrelay.webhooks.service import (
     DELIVER_TASK,
     MAX_ATTEMPTS,
@@ -66,15 +72,22 @@ async def deliver(*, tenant_id: str, delivery_id: str, correlation_id: str | Non
         event = await session.get(OutboxEvent, delivery.event_id)
         if endpoint is None or event is None:  # deleted meanwhile: nothing left to deliver
             return
+        if not endpoint.is_active:
+            # The tenant switched the endpoint off: stop, visibly, without a dead letter.
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+            delivery.last_error = "cancelled: the endpoint was deactivated"
+            return
         request = build_request(endpoint, event, box, now=utcnow())
     status_code: int | None
     error: str | None
+    started = time.perf_counter()
     if not rt.settings.webhook_allow_private_targets and await is_private_target(request.url):
         status_code, error = None, "refused: the endpoint resolves to a private address"
     else:
         status_code, error = await _send(
             request, timeout_seconds=rt.settings.webhook_timeout_seconds
         )
+    duration_ms = round((time.perf_counter() - started) * 1000)
 
     now = utcnow()
     async with rt.db.session(tenant) as session:
@@ -86,6 +99,17 @@ async def deliver(*, tenant_id: str, delivery_id: str, correlation_id: str | Non
         delivery.attempts += 1
         delivery.last_status_code = status_code
         delivery.last_error = error
+        session.add(
+            WebhookDeliveryAttempt(
+                tenant_id=delivery.tenant_id,
+                delivery_id=delivery.id,
+                attempt=delivery.attempts,
+                status_code=status_code,
+                error=error,
+                duration_ms=duration_ms,
+                attempted_at=now,
+            )
+        )
         if error is None:
             delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
                 DeliveryStatus.DELIVERED,

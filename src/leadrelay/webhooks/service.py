@@ -22,7 +22,12 @@ from leadrelay.core.jobs import defer
 from leadrelay.core.security import SecretBox
 from leadrelay.core.signatures import generate_standard_webhook_secret, sign_standard_webhook
 from leadrelay.identity.service import Principal
-from leadrelay.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from leadrelay.webhooks.models import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEndpoint,
+)
 
 DELIVER_TASK = "webhooks.deliver"
 # Seconds before each retry: seconds, then minutes, then hours, about a day in all (≈ 25.5 h).
@@ -32,6 +37,10 @@ MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
 
 class EndpointNotFound(NotFound):
     """The webhook endpoint does not exist."""
+
+
+class DeliveryNotFound(NotFound):
+    """The webhook delivery does not exist."""
 
 
 def check_url(url: str) -> str:
@@ -241,3 +250,19 @@ async def list_deliveries(
     if endpoint_id is not None:
         query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
     return list(await session.scalars(query))
+
+
+async def list_attempts(
+    session: AsyncSession, actor: Principal, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
+) -> list[WebhookDeliveryAttempt]:
+    await access_endpoint(session, actor, endpoint_id)
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.endpoint_id != endpoint_id:
+        raise DeliveryNotFound()
+    return list(
+        await session.scalars(
+            select(WebhookDeliveryAttempt)
+            .where(WebhookDeliveryAttempt.delivery_id == delivery_id)
+            .order_by(WebhookDeliveryAttempt.attempt)
+        )
+    )
