@@ -17,6 +17,7 @@ from leadrelay.core.jobs_models import DeadLetter
 from leadrelay.identity.api import router as identity_router
 from leadrelay.identity.models import ApiKey, Role, User
 from leadrelay.identity.permissions import MATRIX, Permission
+from leadrelay.inbound.api import router as inbound_router
 from leadrelay.ops.api import router as ops_router
 from leadrelay.webhooks.api import router as webhooks_router
 from leadrelay.webhooks.models import WebhookEndpoint
@@ -407,8 +408,13 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("GET", "/v1/webhook-endpoints/{id}/secret", P.WEBHOOKS_MANAGE),
     ("POST", "/v1/webhook-endpoints/{id}/rotate-secret", P.WEBHOOKS_MANAGE),
     ("GET", "/v1/webhook-endpoints/{id}/deliveries", P.WEBHOOKS_READ),
+    ("GET", "/v1/webhook-endpoints/{id}/deliveries/{delivery}/attempts", P.WEBHOOKS_READ),
+    ("GET", "/v1/inbound-endpoints", P.WEBHOOKS_READ),
+    ("POST", "/v1/inbound-endpoints", P.WEBHOOKS_MANAGE),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
+# Authenticated by the sender's signature, not by an API key (tests/inbound).
+SIGNED_BY_SENDER = {("POST", "/v1/inbound/endpoint_id")}
 
 
 @pytest.fixture
@@ -421,7 +427,7 @@ async def staff(tenants: TenantFactory) -> dict[Role, dict[str, str]]:
 class TestPermissionMatrix:
     def test_covers_every_route(self) -> None:
         declared: set[tuple[str, str]] = set()
-        for router in (identity_router, audit_router, ops_router, webhooks_router):
+        for router in (identity_router, audit_router, ops_router, webhooks_router, inbound_router):
             for route in router.routes:
                 assert isinstance(route, APIRoute)
                 if route.path.startswith("/v1/"):
@@ -429,12 +435,12 @@ class TestPermissionMatrix:
                     for method in route.methods or ():
                         declared.add((method, path))
         listed = {
-            (method, path.replace("{id}", name))
+            (method, path.replace("{id}", name).replace("{delivery}", "delivery_id"))
             for method, path, _ in ROUTES
             for name in ("user_id", "key_id", "letter_id", "endpoint_id")
         } | OPEN_TO_EVERY_KEY
-        assert declared <= listed
-        assert len(declared) == len(ROUTES) + len(OPEN_TO_EVERY_KEY)
+        assert declared - SIGNED_BY_SENDER <= listed
+        assert len(declared) == len(ROUTES) + len(OPEN_TO_EVERY_KEY) + len(SIGNED_BY_SENDER)
 
     @pytest.mark.parametrize(
         ("method", "path", "permission"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES]
@@ -447,7 +453,7 @@ class TestPermissionMatrix:
         path: str,
         permission: Permission,
     ) -> None:
-        url = path.format(id=uuid.uuid4())
+        url = path.format(id=uuid.uuid4(), delivery=uuid.uuid4())
         body: dict[str, object] | None = (
             {} if method in {"POST", "PATCH"} and not path.endswith(("replay", "secret")) else None
         )
