@@ -66,3 +66,12 @@ class TestSettings:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1
         assert "LEADRELAY_WORKER_CONCURRENCY" in lines[0]
+
+
+def test_env_example_documents_every_setting() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / ".env.example").read_text()
+    for name, field in Settings.model_fields.items():
+        variable = field.validation_alias or f"LEADRELAY_{name.upper()}"
+        assert f"{variable}=" in text, f"{variable} is missing from .env.example"

@@ -46,7 +46,8 @@ class PermanentJobError(Exception):
 class BackoffWithJitter(BaseRetryStrategy):
     """Exponential backoff with "equal jitter": wait in [d/2, d], d = base·2^attempt, capped."""
 
-    max_attempts: int = 5
+    # None: LEADRELAY_JOB_MAX_ATTEMPTS of the process running the job (5 when none is set).
+    max_attempts: int | None = None
     base_seconds: float = 2.0
     cap_seconds: float = 3600.0
     rng: random.Random = field(default_factory=random.Random)
@@ -55,9 +56,15 @@ class BackoffWithJitter(BaseRetryStrategy):
     def get_retry_decision(
         self, *, exception: BaseException, job: procrastinate.jobs.Job
     ) -> RetryDecision | None:
-        if isinstance(exception, PermanentJobError) or job.attempts + 1 >= self.max_attempts:
+        if isinstance(exception, PermanentJobError) or job.attempts + 1 >= self.limit:
             return None
         return RetryDecision(retry_in={"seconds": self.delay_seconds(job.attempts)})
+
+    @property
+    def limit(self) -> int:
+        if self.max_attempts is not None:
+            return self.max_attempts
+        return _runtime.settings.job_max_attempts if _runtime is not None else 5
 
     def delay_seconds(self, attempts: int) -> int:
         ceiling = min(self.cap_seconds, self.base_seconds * 2**attempts)
@@ -102,7 +109,7 @@ def load_tasks() -> None:
 
 
 def retry_strategy(max_attempts: int | None = None) -> BackoffWithJitter:
-    return BackoffWithJitter(max_attempts=max_attempts or 5)
+    return BackoffWithJitter(max_attempts=max_attempts)
 
 
 async def defer(
