@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from psycopg.types.json import Jsonb
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.compliance.models import AuditEvent, AuditHead
+from leadrelay.core.db import raw_connection
 from leadrelay.core.logging import correlation_id_var, request_id_var
 
 GENESIS_HASH = "0" * 64
@@ -38,16 +39,25 @@ class AuditEntry:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# One encoder for every link: json.dumps() with these options builds a new JSONEncoder per
+# call. The output is byte-for-byte what json.dumps(..., sort_keys=True, separators=(",", ":"),
+# default=str) gives, so existing chains still verify.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _timestamp(occurred_at: datetime) -> str:
+    return occurred_at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _canonical_json(tenant: str, seq: int, occurred_at: str, entry: dict[str, Any]) -> bytes:
+    content = {"tenant_id": tenant, "seq": seq, "occurred_at": occurred_at, **entry}
+    return _CANONICAL_JSON.encode(content).encode()
+
+
 def _canonical(
     tenant_id: uuid.UUID, seq: int, occurred_at: datetime, entry: dict[str, Any]
 ) -> bytes:
-    content = {
-        "tenant_id": str(tenant_id),
-        "seq": seq,
-        "occurred_at": occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
-        **entry,
-    }
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return _canonical_json(str(tenant_id), seq, _timestamp(occurred_at), entry)
 
 
 def link_hash(prev_hash: str, canonical: bytes) -> str:
@@ -70,18 +80,31 @@ def _row_content(row: AuditEvent) -> dict[str, Any]:
     return {key: getattr(row, key) for key in CONTENT_FIELDS}
 
 
-async def _lock_head(session: AsyncSession, tenant_id: uuid.UUID) -> AuditHead:
-    await session.execute(
-        pg_insert(AuditHead)
-        .values(tenant_id=tenant_id, seq=0, hash=GENESIS_HASH, checkpoint_hash=GENESIS_HASH)
-        .on_conflict_do_nothing(index_elements=["tenant_id"])
-    )
-    head = await session.scalar(
-        select(AuditHead).where(AuditHead.tenant_id == tenant_id).with_for_update()
-    )
+_LOCK_HEAD = "SELECT seq, hash FROM audit_heads WHERE tenant_id = %s FOR UPDATE"
+_CREATE_HEAD = (
+    "INSERT INTO audit_heads (tenant_id, seq, hash, checkpoint_seq, checkpoint_hash) "
+    "VALUES (%s, 0, %s, 0, %s) ON CONFLICT (tenant_id) DO NOTHING"
+)
+_INSERT_LINK = (
+    "INSERT INTO audit_events (tenant_id, seq, occurred_at, actor_type, actor_id, action, "
+    "target_type, target_id, correlation_id, request_id, data, prev_hash, hash) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_MOVE_HEAD = "UPDATE audit_heads SET seq = %s, hash = %s WHERE tenant_id = %s"
+
+
+async def _lock_head(cursor: Any, tenant_id: uuid.UUID) -> tuple[int, str]:
+    """Lock the tenant's chain head FOR UPDATE and return its (seq, hash); the first append of
+    a tenant creates the head at genesis. Once the head exists this is one statement."""
+    await cursor.execute(_LOCK_HEAD, (tenant_id,))
+    head = await cursor.fetchone()
+    if head is None:
+        await cursor.execute(_CREATE_HEAD, (tenant_id, GENESIS_HASH, GENESIS_HASH))
+        await cursor.execute(_LOCK_HEAD, (tenant_id,))
+        head = await cursor.fetchone()
     if head is None:  # inserted just above; only a concurrent tenant deletion gets here
         raise RuntimeError(f"audit head for tenant {tenant_id} vanished")
-    return head
+    return int(head[0]), str(head[1])
 
 
 async def append_events(
@@ -91,43 +114,59 @@ async def append_events(
     *,
     now: datetime,
 ) -> list[str]:
-    """Append links to the tenant's chain in one statement; returns their hashes.
+    """Append links to the tenant's chain in the session's transaction; returns their hashes.
 
     Holds the chain head FOR UPDATE until the caller's transaction ends, so concurrent appends
-    queue up instead of forking the chain.
+    queue up instead of forking the chain. It speaks psycopg directly on the session's own
+    connection (three statements for any number of links): the audit trail sits on every
+    mutating path, and the ORM's per-row bookkeeping cost more than the insert itself.
     """
     if not entries:
         return []
-    head = await _lock_head(session, tenant_id)
-    seq, prev = head.seq, head.hash
-    rows: list[dict[str, Any]] = []
+    await session.flush()  # pending ORM rows first, so statement order stays as written
+    connection = await raw_connection(session)
+    hashes: list[str] = []
+    rows: list[tuple[Any, ...]] = []
     correlation_id = correlation_id_var.get()
     request_id = request_id_var.get()
-    for entry in entries:
-        seq += 1
-        row = {
-            "tenant_id": tenant_id,
-            "seq": seq,
-            "occurred_at": now,
-            "actor_type": entry.actor_type,
-            "actor_id": entry.actor_id,
-            "action": entry.action,
-            "target_type": entry.target_type,
-            "target_id": entry.target_id,
-            "correlation_id": correlation_id,
-            "request_id": request_id,
-            "data": entry.data,
-        }
-        row["prev_hash"] = prev
-        row["hash"] = prev = link_hash(
-            prev, _canonical(tenant_id, seq, now, {k: row[k] for k in CONTENT_FIELDS})
-        )
-        rows.append(row)
-    await session.execute(insert(AuditEvent), rows)
-    await session.execute(
-        update(AuditHead).where(AuditHead.tenant_id == tenant_id).values(seq=seq, hash=prev)
-    )
-    return [row["hash"] for row in rows]
+    tenant, occurred_at = str(tenant_id), _timestamp(now)  # the same for every link
+    async with connection.cursor() as cursor:
+        seq, prev = await _lock_head(cursor, tenant_id)
+        for entry in entries:
+            seq += 1
+            content = {  # exactly CONTENT_FIELDS
+                "actor_type": entry.actor_type,
+                "actor_id": entry.actor_id,
+                "action": entry.action,
+                "target_type": entry.target_type,
+                "target_id": entry.target_id,
+                "correlation_id": correlation_id,
+                "request_id": request_id,
+                "data": entry.data,
+            }
+            link = link_hash(prev, _canonical_json(tenant, seq, occurred_at, content))
+            rows.append(
+                (
+                    tenant_id,
+                    seq,
+                    now,
+                    entry.actor_type,
+                    entry.actor_id,
+                    entry.action,
+                    entry.target_type,
+                    entry.target_id,
+                    correlation_id,
+                    request_id,
+                    Jsonb(entry.data),
+                    prev,
+                    link,
+                )
+            )
+            hashes.append(link)
+            prev = link
+        await cursor.executemany(_INSERT_LINK, rows)
+        await cursor.execute(_MOVE_HEAD, (seq, prev, tenant_id))
+    return hashes
 
 
 async def record(

@@ -1,0 +1,81 @@
+"""`make bench`: every benchmark on one throwaway cluster (fsync on), then a summary table.
+
+Each figure is printed beside the raw limit measured in the same run on the same machine, so the
+ratio holds even where the absolute numbers move with the machine and its load.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from bench import audit, intake
+from bench.common import Figure, cluster, heading, machine_info, rate, start_watchdog, table
+
+BUDGET_SECONDS = 175  # `make bench` must end by itself in under 3 minutes
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def summary(figures: list[Figure]) -> str:
+    rows = []
+    for figure in figures:
+        target = "—" if figure.target_ratio is None else f"≥ {figure.target_ratio:.0%}"
+        met = {None: "—", True: "yes", False: "NO"}[figure.met]
+        rows.append(
+            [
+                figure.name,
+                f"{rate(figure.value)} {figure.unit}",
+                figure.raw_name,
+                f"{rate(figure.raw_value)} {figure.unit}",
+                f"{figure.ratio:.1%}",
+                target,
+                met,
+                f"{figure.foreign_load:.2f} / {figure.io_stall:.0%}",
+            ]
+        )
+    headers = [
+        "figure",
+        "value",
+        "raw limit",
+        "raw",
+        "ratio",
+        "target",
+        "met?",
+        "foreign CPU / io stall",
+    ]
+    return table(headers, rows)
+
+
+def main() -> None:
+    started = time.monotonic()
+    watchdog = start_watchdog(BUDGET_SECONDS)
+    try:
+        print("LeadRelay benchmarks: each figure beside the raw limit measured in the same run")
+        with cluster(fast_unsafe=False) as c:
+            for name, value in machine_info(c):
+                print(f"  {name:<11} {value}")
+            print(f"  {'load':<11} {load_average()} at start")
+            figures = intake.run(c)
+            figures += audit.run(c)
+        heading("summary")
+        print(summary(figures))
+        for figure in figures:
+            if figure.notes:
+                print(f"  {figure.name}: " + "; ".join(figure.notes))
+        print(
+            "foreign CPU: cores used by processes outside the benchmark while it measured; "
+            "io stall: share of that time some task waited for the disk (our own commits "
+            "cause some). Worst phase behind each figure. Well above zero, the machine was "
+            "shared and the figures are pessimistic: run again."
+        )
+        print(f"{load_average()} at the end; {time.monotonic() - started:.0f}s in all.")
+    finally:
+        watchdog.cancel()
+
+
+if __name__ == "__main__":
+    main()
