@@ -131,6 +131,10 @@ class RequestContextMiddleware:
             correlation_id_var.reset(cid_token)
 
 
+class _BodyTooLarge(Exception):
+    """Raised into the app when a chunked body passes the limit."""
+
+
 class BodyLimitMiddleware:
     """413 for bodies over the limit: by Content-Length up front, and while streaming."""
 
@@ -162,6 +166,9 @@ class BodyLimitMiddleware:
                     f"the body exceeds {self.max_bytes} bytes",
                 )
                 return
+            # The server holds the body to its Content-Length: nothing left to count.
+            await self.app(scope, receive, send)
+            return
         received = 0
         started = False
         too_large = False
@@ -188,9 +195,6 @@ class BodyLimitMiddleware:
                 started = True
             await send(message)
 
-        class TooLarge(Exception):
-            pass
-
         async def counted_receive() -> Message:
             nonlocal received, too_large
             message = await receive()
@@ -198,12 +202,12 @@ class BodyLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     too_large = True
-                    raise TooLarge
+                    raise _BodyTooLarge
             return message
 
         try:
             await self.app(scope, counted_receive, guarded_send)
-        except TooLarge:
+        except _BodyTooLarge:
             if not started:
                 started = True
                 await send_too_large()

@@ -15,19 +15,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.compliance.audit import record
-from leadrelay.core.db import Database, set_tenant
+from leadrelay.core.db import Database, raw_connection, set_tenant
 from leadrelay.core.errors import LeadRelayError, Unauthenticated
 from leadrelay.core.jobs import defer
-from leadrelay.core.jobs_models import WebhookReceipt
 from leadrelay.core.schemas import contains_nul
 from leadrelay.core.security import SecretBox
 from leadrelay.core.signatures import generate_standard_webhook_secret, verify_standard_webhook
 from leadrelay.identity.service import Principal
-from leadrelay.inbound.models import InboundEndpoint, InboundMessage, InboundProvider, MessageStatus
+from leadrelay.inbound.models import InboundEndpoint, InboundProvider, MessageStatus
 
 PROCESS_TASK = "inbound.process"
 MAX_DELIVERY_ID = 200  # webhook_receipts.delivery_id
@@ -131,6 +129,9 @@ class VerifiedDelivery:
     endpoint_id: uuid.UUID
     delivery_id: str
     payload: dict[str, Any]
+    # The body as received (already proven to parse to `payload`): stored as is, so the batch
+    # does not serialize every payload again.
+    raw: str = ""
 
 
 def verify_delivery(
@@ -166,50 +167,56 @@ def verify_delivery(
         raise InvalidPayload()
     if contains_nul(payload):  # PostgreSQL's jsonb cannot hold it
         raise InvalidPayload("the JSON body must not contain NUL (\\u0000) characters")
-    return VerifiedDelivery(key.tenant_id, endpoint_id, msg_id, payload)
+    return VerifiedDelivery(key.tenant_id, endpoint_id, msg_id, payload, body.decode())
+
+
+# Constant statements over arrays: prepared once per connection, whatever the batch size.
+_REMEMBER = (
+    "INSERT INTO webhook_receipts (provider, delivery_id) "
+    "SELECT * FROM unnest(%s::text[], %s::text[]) "
+    "ON CONFLICT DO NOTHING RETURNING provider, delivery_id"
+)
+_STORE = (
+    "INSERT INTO inbound_messages (id, tenant_id, endpoint_id, delivery_id, payload, status) "
+    "SELECT id, %s, endpoint_id, delivery_id, payload, %s "
+    "FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[]::jsonb[]) "
+    "AS t(id, endpoint_id, delivery_id, payload)"
+)
 
 
 async def store_deliveries(
     session: AsyncSession, deliveries: Sequence[VerifiedDelivery]
 ) -> list[uuid.UUID | None]:
-    """Store a batch (any tenants) in the caller's transaction: one receipt insert, one message
-    insert and one job per tenant. Returns each delivery's message id, or None for a replay
+    """Store a batch (any tenants) in the caller's transaction: per tenant, one receipt insert,
+    one message insert and one job. Returns each delivery's message id, or None for a replay
     (a delivery id seen before, in an earlier batch or earlier in this one)."""
     results: dict[int, uuid.UUID | None] = {}
     by_tenant: dict[uuid.UUID, list[int]] = {}
     for index, delivery in enumerate(deliveries):
         by_tenant.setdefault(delivery.tenant_id, []).append(index)
+    connection = await raw_connection(session)
     for tenant_id, indexes in by_tenant.items():
         await set_tenant(session, tenant_id)
-        receipts = {
-            (f"inbound:{deliveries[i].endpoint_id.hex}", deliveries[i].delivery_id): i
-            for i in reversed(indexes)  # the first of two equal ids in a batch wins
-        }
-        fresh = await session.execute(
-            pg_insert(WebhookReceipt)
-            .values([{"provider": p, "delivery_id": d} for p, d in receipts])
-            .on_conflict_do_nothing()
-            .returning(WebhookReceipt.provider, WebhookReceipt.delivery_id)
-        )
-        new_indexes = sorted(receipts[(p, d)] for p, d in fresh)
-        if not new_indexes:
-            continue
-        ids = [uuid.uuid4() for _ in new_indexes]  # known before the insert: no RETURNING
-        await session.execute(
-            pg_insert(InboundMessage).values(
-                [
-                    {
-                        "id": message_id,
-                        "tenant_id": tenant_id,
-                        "endpoint_id": deliveries[i].endpoint_id,
-                        "delivery_id": deliveries[i].delivery_id,
-                        "payload": deliveries[i].payload,
-                        "status": MessageStatus.RECEIVED,
-                    }
-                    for i, message_id in zip(new_indexes, ids, strict=True)
-                ]
+        receipts: dict[tuple[str, str], int] = {}
+        for i in reversed(indexes):  # the first of two equal ids in a batch wins
+            receipts[(f"inbound:{deliveries[i].endpoint_id.hex}", deliveries[i].delivery_id)] = i
+        async with connection.cursor() as cursor:
+            await cursor.execute(_REMEMBER, ([p for p, _ in receipts], [d for _, d in receipts]))
+            new_indexes = sorted(receipts[(p, d)] for p, d in await cursor.fetchall())
+            if not new_indexes:
+                continue
+            ids = [uuid.uuid4() for _ in new_indexes]  # known before the insert: no RETURNING
+            await cursor.execute(
+                _STORE,
+                (
+                    tenant_id,
+                    MessageStatus.RECEIVED.value,
+                    ids,
+                    [deliveries[i].endpoint_id for i in new_indexes],
+                    [deliveries[i].delivery_id for i in new_indexes],
+                    [deliveries[i].raw or json.dumps(deliveries[i].payload) for i in new_indexes],
+                ),
             )
-        )
         results.update(zip(new_indexes, ids, strict=True))
         await defer(
             session,
