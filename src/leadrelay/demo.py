@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
-from leadrelay.capture.models import Lead, LegalBasis, Source, SourceKind
+from leadrelay.capture.models import Lead, LegalBasis, Source, SourceKind, SourceStatus
 from leadrelay.compliance.audit import AuditEntry, append_events
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database, all_tenants
@@ -27,6 +27,11 @@ class DemoTenant:
     leads: list[tuple[str, str, str, str, str]]  # name, email, phone, company, source key
     users: list[tuple[str, Role]] = field(default_factory=list)
 
+
+ASSESSMENT = (
+    "Visitors of our trade-show booth handed over business cards to be contacted about our "
+    "products; contacting them at their business address is expected and easy to refuse."
+)
 
 SOURCES = {
     "meta": ("Meta Lead Ads", SourceKind.SIGNED_WEBHOOK, LegalBasis.CONSENT),
@@ -138,6 +143,8 @@ async def load_demo(db: Database) -> list[DemoLogin]:
                     name=name,
                     kind=kind,
                     legal_basis=basis,
+                    status=SourceStatus.VETTED,
+                    assessment=ASSESSMENT if basis == LegalBasis.LEGITIMATE_INTEREST else "",
                     default_country=spec.country,
                 )
                 session.add(sources[key])

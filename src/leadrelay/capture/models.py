@@ -1,10 +1,24 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String, Text, text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadrelay.core.db import Base
@@ -25,21 +39,45 @@ class LegalBasis(StrEnum):
     CONTRACT = "contract"
 
 
+class SourceStatus(StrEnum):
+    PENDING = "pending"  # registered, not yet vetted: intake refuses it
+    VETTED = "vetted"
+    BLOCKED = "blocked"
+
+
 class Source(TenantOwned, Base):
+    """Where leads may come from, and on what legal basis. Intake accepts vetted sources only."""
+
     __tablename__ = "sources"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
     id: Mapped[UUIDPk]
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[SourceKind] = mapped_column(String(30))
     legal_basis: Mapped[LegalBasis] = mapped_column(String(30))
+    # The legitimate-interest assessment (required for that basis).
     assessment: Mapped[str] = mapped_column(Text, server_default=text("''"))
-    status: Mapped[str] = mapped_column(String(20), server_default=text("'vetted'"))
+    status: Mapped[SourceStatus] = mapped_column(String(20), server_default=text("'pending'"))
+    # Sources built from personal profiles (social networks, people search) are never lawful.
+    is_personal_profile: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     default_country: Mapped[str] = mapped_column(String(2), server_default=text("'US'"))
+    # Provider secrets (Meta app secret, verify token, page token…), encrypted at rest.
+    config_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[CreatedAt]
+
+
+class LeadStatus(StrEnum):
+    NEW = "new"
+    MERGED = "merged"  # folded into another lead (merged_into_id); kept for undo and history
 
 
 class Lead(TenantOwned, Base):
     __tablename__ = "leads"
+    __table_args__ = (
+        Index("ix_leads_tenant_id_email", "tenant_id", "email"),
+        Index("ix_leads_tenant_id_phone_e164", "tenant_id", "phone_e164"),
+        Index("ix_leads_tenant_id_created_at", "tenant_id", "created_at"),
+    )
 
     id: Mapped[UUIDPk]
     source_id: Mapped[uuid.UUID] = mapped_column(
@@ -48,12 +86,116 @@ class Lead(TenantOwned, Base):
     full_name: Mapped[str] = mapped_column(String(300), server_default=text("''"))
     email: Mapped[str | None] = mapped_column(String(320))
     phone_e164: Mapped[str | None] = mapped_column(String(20))
+    phone_type: Mapped[str | None] = mapped_column(String(30))
     company: Mapped[str | None] = mapped_column(String(300))
+    company_key: Mapped[str | None] = mapped_column(String(300))
     domain: Mapped[str | None] = mapped_column(String(253))
+    city: Mapped[str | None] = mapped_column(String(200))
     country: Mapped[str | None] = mapped_column(String(2))
-    status: Mapped[str] = mapped_column(String(20), server_default=text("'new'"))
-    external_id: Mapped[str | None] = mapped_column(String(200))
+    title: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[LeadStatus] = mapped_column(String(20), server_default=text("'new'"))
+    # role_email, free_email, disposable_email, invalid_email, invalid_phone, personal_email…
+    flags: Mapped[list[str]] = mapped_column(
+        ARRAY(String(40)), server_default=text("'{}'"), nullable=False
+    )
+    verification: Mapped[dict[str, object]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb"), nullable=False
+    )
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("leads.id", ondelete="SET NULL")
+    )
     attributes: Mapped[dict[str, object]] = mapped_column(
         JSONB, server_default=text("'{}'::jsonb"), nullable=False
     )
     created_at: Mapped[CreatedAt]
+    updated_at: Mapped[CreatedAt]
+
+
+class FieldObservation(TenantOwned, Base):
+    """Provenance: every value a source gave for a lead's field, with the raw value and when."""
+
+    __tablename__ = "lead_field_values"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("leads.id", ondelete="CASCADE"), index=True
+    )
+    field: Mapped[str] = mapped_column(String(50))
+    value: Mapped[str | None] = mapped_column(Text)
+    raw_value: Mapped[str | None] = mapped_column(Text)
+    source_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("sources.id", ondelete="RESTRICT")
+    )
+    import_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ExternalId(TenantOwned, Base):
+    """A source's own id for a lead (CSV `external_id`, CRM id, Meta leadgen id)."""
+
+    __tablename__ = "lead_external_ids"
+    __table_args__ = (UniqueConstraint("tenant_id", "source_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("leads.id", ondelete="CASCADE"), index=True
+    )
+    source_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("sources.id", ondelete="RESTRICT")
+    )
+    external_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[CreatedAt]
+
+
+class IdempotencyKey(TenantOwned, Base):
+    """The answer given to an `Idempotency-Key`, replayed to a retry of the same request."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, object]] = mapped_column(JSONB)
+    created_at: Mapped[CreatedAt]
+
+
+class ImportStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class LeadImport(TenantOwned, Base):
+    __tablename__ = "lead_imports"
+
+    id: Mapped[UUIDPk]
+    source_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("sources.id", ondelete="RESTRICT")
+    )
+    filename: Mapped[str] = mapped_column(String(300))
+    status: Mapped[ImportStatus] = mapped_column(String(20))
+    dry_run: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    rows_total: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    rows_accepted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    rows_rejected: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    rows_duplicate: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[CreatedAt]
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ImportIssue(TenantOwned, Base):
+    """A rejected (or duplicate) row of an import, with its line and reasons: the report."""
+
+    __tablename__ = "lead_import_issues"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    import_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("lead_imports.id", ondelete="CASCADE"), index=True
+    )
+    line: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    errors: Mapped[list[dict[str, str]]] = mapped_column(JSONB)
+    lead_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))

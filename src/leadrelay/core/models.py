@@ -49,6 +49,11 @@ TENANT_TABLES: tuple[str, ...] = (
     "reps",
     "sources",
     "leads",
+    "lead_field_values",
+    "lead_external_ids",
+    "idempotency_keys",
+    "lead_imports",
+    "lead_import_issues",
     "inbound_endpoints",
     "inbound_messages",
 )
