@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from leadrelay.capture.api import router as capture_router
 from leadrelay.compliance.api import router as audit_router
 from leadrelay.core.db import Database, resolve_urls
 from leadrelay.core.http import (
@@ -74,6 +75,7 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(webhooks_router)
     app.include_router(inbound_router)
+    app.include_router(capture_router)
     from leadrelay.console import mount_console
 
     mount_console(app)

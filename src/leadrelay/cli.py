@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -34,6 +35,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(users_app, name="users")
+export_app = typer.Typer(help="Export data.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 console = Console()
 err = Console(stderr=True)
@@ -445,6 +448,140 @@ def users_create(
             err.print(f"[red]{error.detail}[/]")
             raise typer.Exit(1) from None
         finally:
+            await db.dispose()
+
+    _run(go)
+
+
+async def _resolve_tenant(db: Database, tenant: str | None, source: str) -> uuid.UUID:
+    """The --tenant slug, or the only tenant that has a source of this name."""
+    from sqlalchemy import select
+
+    from leadrelay.capture.models import Source
+    from leadrelay.core.db import all_tenants
+
+    if tenant is not None:
+        return await _tenant_id(db, tenant)
+    async with db.session() as session:
+        tenants = await all_tenants(session)
+    matches = []
+    for slug, tenant_id in tenants.items():
+        async with db.session(tenant_id) as session:
+            if await session.scalar(select(Source.id).where(Source.name == source)):
+                matches.append(slug)
+    if len(matches) != 1:
+        found = ", ".join(matches) or "none"
+        err.print(
+            f"[red]name the tenant with --tenant (tenants with source {source!r}: {found})[/]"
+        )
+        raise typer.Exit(2)
+    return tenants[matches[0]]
+
+
+@app.command("import")
+def import_csv(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV file.")],
+    source: Annotated[str, typer.Option(help="Registered, vetted source name.")],
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant slug.")] = None,
+    mapping: Annotated[
+        list[str] | None, typer.Option("--map", help="column=field, e.g. --map 'E-mail=email'.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and report only.")] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write one JSON object per input row here.")
+    ] = None,
+) -> None:
+    """Import leads from a CSV file: streamed, every row reported, nothing dropped."""
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from leadrelay.capture.csv_import import run_import
+    from leadrelay.core.errors import LeadRelayError
+
+    pairs: dict[str, str] = {}
+    for item in mapping or []:
+        column, sep, target = item.partition("=")
+        if not sep or not column or not target:
+            err.print(f"[red]--map expects column=field, got {item!r}[/]")
+            raise typer.Exit(2)
+        pairs[column.strip()] = target.strip()
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+
+    async def go() -> None:
+        db = Database(urls)
+        out = report.open("w", encoding="utf-8") if report else None
+        try:
+            tenant_id = await _resolve_tenant(db, tenant, source)
+            columns = (
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=err, transient=False) as progress:
+                task = progress.add_task(file.name, total=file.stat().st_size)
+                summary = await run_import(
+                    db,
+                    tenant_id,
+                    source_name=source,
+                    path=file,
+                    mapping=pairs,
+                    dry_run=dry_run,
+                    report=out,
+                    progress=lambda n: progress.advance(task, n),
+                )
+            verb = "checked (dry run)" if dry_run else "imported"
+            console.print(
+                f"[green]{verb}[/] {summary.rows} rows: {summary.accepted} accepted, "
+                f"{summary.duplicate} duplicates, {summary.rejected} rejected "
+                f"(encoding {summary.encoding}, delimiter {summary.delimiter!r})"
+            )
+            if summary.ignored_columns:
+                console.print(f"ignored columns: {', '.join(summary.ignored_columns)}")
+            if summary.import_id:
+                console.print(f"import id: {summary.import_id}")
+        except LeadRelayError as error:
+            err.print(f"[red]{error.detail}[/]")
+            for item in error.errors:
+                err.print(f"  {item.get('field')}: {item.get('message')}")
+            raise typer.Exit(1) from None
+        finally:
+            if out is not None:
+                out.close()
+            await db.dispose()
+
+    _run(go)
+
+
+@export_app.command("leads")
+def export_leads(
+    tenant: TenantOption,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option(help="File; standard output when omitted.")] = None,
+) -> None:
+    """Every lead with its normalized fields and all the external ids merged into it."""
+    from leadrelay.capture import export
+
+    if fmt not in {"jsonl", "csv"}:
+        err.print("[red]--format must be jsonl or csv[/]")
+        raise typer.Exit(2)
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+
+    async def go() -> None:
+        db = Database(urls)
+        out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        try:
+            tenant_id = await _tenant_id(db, tenant)
+            async with db.session(tenant_id) as session:
+                if fmt == "csv":
+                    out.write(export.csv_header())
+                async for row in export.lead_rows(session):
+                    out.write(export.as_csv(row) if fmt == "csv" else export.as_jsonl(row))
+        finally:
+            if output is not None:
+                out.close()
             await db.dispose()
 
     _run(go)

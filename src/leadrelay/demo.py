@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
+from leadrelay.capture.cleaning import clean_lead
+from leadrelay.capture.intake import CapturePolicy, ingest
 from leadrelay.capture.models import Lead, LegalBasis, Source, SourceKind, SourceStatus
 from leadrelay.compliance.audit import AuditEntry, append_events
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database, all_tenants
-from leadrelay.core.events import emit
 from leadrelay.identity import service as identity
 from leadrelay.identity.models import Role
 from leadrelay.routing.models import Rep, Team
@@ -163,24 +165,21 @@ async def load_demo(db: Database) -> list[DemoLogin]:
                         )
                     )
             await session.flush()
-            for name, email, phone, company, source_key in spec.leads:
-                lead = Lead(
-                    tenant_id=tenant.id,
-                    source_id=sources[source_key].id,
-                    full_name=name,
-                    email=email,
-                    company=company or None,
-                    domain=email.split("@")[1],
-                    country=spec.country,
-                    attributes={"raw_phone": phone},
-                )
-                session.add(lead)
-                await session.flush()
-                await emit(
+            # Demo leads take the same path as every other lead: normalized, matched, with
+            # provenance, `lead.created` events and an audit entry per source.
+            for source_key, source in sources.items():
+                rows: list[Mapping[str, str | None]] = [
+                    {"full_name": name, "email": email, "phone": phone, "company": company}
+                    for name, email, phone, company, key in spec.leads
+                    if key == source_key
+                ]
+                await ingest(
                     session,
-                    tenant.id,
-                    "lead.created",
-                    {"lead_id": str(lead.id), "source": source_key},
+                    source,
+                    rows,
+                    normalize=clean_lead,
+                    policy=CapturePolicy(),
+                    now=now,
                 )
             await append_events(
                 session,

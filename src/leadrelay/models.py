@@ -3,6 +3,7 @@
 from leadrelay.capture import models as capture_models
 from leadrelay.compliance import models as compliance_models
 from leadrelay.core import events as events_models
+from leadrelay.core import idempotency as idempotency_models
 from leadrelay.core import jobs_models
 from leadrelay.core.db import Base
 from leadrelay.identity import models as identity_models
@@ -16,6 +17,7 @@ __all__ = [
     "capture_models",
     "compliance_models",
     "events_models",
+    "idempotency_models",
     "identity_models",
     "inbound_models",
     "jobs_models",

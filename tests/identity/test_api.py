@@ -11,6 +11,7 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 
+from leadrelay.capture.api import router as capture_router
 from leadrelay.compliance.api import router as audit_router
 from leadrelay.core.jobs import add_dead_letter
 from leadrelay.core.jobs_models import DeadLetter
@@ -411,6 +412,14 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("GET", "/v1/webhook-endpoints/{id}/deliveries/{delivery}/attempts", P.WEBHOOKS_READ),
     ("GET", "/v1/inbound-endpoints", P.WEBHOOKS_READ),
     ("POST", "/v1/inbound-endpoints", P.WEBHOOKS_MANAGE),
+    ("GET", "/v1/sources", P.SOURCES_READ),
+    ("POST", "/v1/sources", P.SOURCES_MANAGE),
+    ("GET", "/v1/sources/{id}", P.SOURCES_READ),
+    ("PATCH", "/v1/sources/{id}", P.SOURCES_MANAGE),
+    ("GET", "/v1/leads", P.LEADS_READ),
+    ("POST", "/v1/leads", P.LEADS_WRITE),
+    ("POST", "/v1/leads/batch", P.LEADS_WRITE),
+    ("GET", "/v1/leads/{id}", P.LEADS_READ),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
 # Authenticated by the sender's signature, not by an API key (tests/inbound).
@@ -427,7 +436,14 @@ async def staff(tenants: TenantFactory) -> dict[Role, dict[str, str]]:
 class TestPermissionMatrix:
     def test_covers_every_route(self) -> None:
         declared: set[tuple[str, str]] = set()
-        for router in (identity_router, audit_router, ops_router, webhooks_router, inbound_router):
+        for router in (
+            identity_router,
+            audit_router,
+            ops_router,
+            webhooks_router,
+            inbound_router,
+            capture_router,
+        ):
             for route in router.routes:
                 assert isinstance(route, APIRoute)
                 if route.path.startswith("/v1/"):
@@ -437,7 +453,7 @@ class TestPermissionMatrix:
         listed = {
             (method, path.replace("{id}", name).replace("{delivery}", "delivery_id"))
             for method, path, _ in ROUTES
-            for name in ("user_id", "key_id", "letter_id", "endpoint_id")
+            for name in ("user_id", "key_id", "letter_id", "endpoint_id", "source_id", "lead_id")
         } | OPEN_TO_EVERY_KEY
         assert declared - SIGNED_BY_SENDER <= listed
         assert len(declared) == len(ROUTES) + len(OPEN_TO_EVERY_KEY) + len(SIGNED_BY_SENDER)

@@ -147,20 +147,6 @@ class ExternalId(TenantOwned, Base):
     created_at: Mapped[CreatedAt]
 
 
-class IdempotencyKey(TenantOwned, Base):
-    """The answer given to an `Idempotency-Key`, replayed to a retry of the same request."""
-
-    __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("tenant_id", "key"),)
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200))
-    request_hash: Mapped[str] = mapped_column(String(64))
-    status_code: Mapped[int] = mapped_column(Integer)
-    response: Mapped[dict[str, object]] = mapped_column(JSONB)
-    created_at: Mapped[CreatedAt]
-
-
 class ImportStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, select
+from sqlalchemy import DateTime, String, insert, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -71,6 +71,31 @@ async def emit(
     await session.flush()
     await defer(session, DISPATCH_TASK, tenant_id=str(tenant_id), event_id=str(event.id))
     return event
+
+
+async def emit_many(
+    session: AsyncSession, tenant_id: uuid.UUID, events: list[tuple[str, dict[str, Any]]]
+) -> list[uuid.UUID]:
+    """Emit a chunk of events (bulk paths): one insert and one dispatch job for all of them."""
+    if not events:
+        return []
+    correlation_id = correlation_id_var.get()
+    ids = [uuid.uuid4() for _ in events]
+    await session.execute(
+        insert(OutboxEvent),
+        [
+            {
+                "id": event_id,
+                "tenant_id": tenant_id,
+                "type": event_type,
+                "payload": payload,
+                "correlation_id": correlation_id,
+            }
+            for event_id, (event_type, payload) in zip(ids, events, strict=True)
+        ],
+    )
+    await defer(session, DISPATCH_TASK, tenant_id=str(tenant_id), event_ids=[str(i) for i in ids])
+    return ids
 
 
 async def dispatch_event(session: AsyncSession, event_id: uuid.UUID, *, now: datetime) -> bool:

@@ -72,3 +72,7 @@ CanReadDeadLetters = Annotated[Principal, Depends(require(Permission.DEAD_LETTER
 CanReplayDeadLetters = Annotated[Principal, Depends(require(Permission.DEAD_LETTERS_REPLAY))]
 CanReadWebhooks = Annotated[Principal, Depends(require(Permission.WEBHOOKS_READ))]
 CanManageWebhooks = Annotated[Principal, Depends(require(Permission.WEBHOOKS_MANAGE))]
+CanReadSources = Annotated[Principal, Depends(require(Permission.SOURCES_READ))]
+CanManageSources = Annotated[Principal, Depends(require(Permission.SOURCES_MANAGE))]
+CanReadLeads = Annotated[Principal, Depends(require(Permission.LEADS_READ))]
+CanWriteLeads = Annotated[Principal, Depends(require(Permission.LEADS_WRITE))]

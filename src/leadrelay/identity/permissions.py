@@ -19,6 +19,8 @@ class Permission(StrEnum):
     DEAD_LETTERS_REPLAY = "dead_letters:replay"
     WEBHOOKS_READ = "webhooks:read"
     WEBHOOKS_MANAGE = "webhooks:manage"
+    SOURCES_READ = "sources:read"
+    SOURCES_MANAGE = "sources:manage"
     LEADS_READ = "leads:read"
     LEADS_WRITE = "leads:write"
     APPROVALS_REVIEW = "approvals:review"
@@ -33,6 +35,7 @@ MATRIX: dict[Role, frozenset[Permission]] = {
     Role.MANAGER: frozenset(
         {
             P.TENANT_READ,
+            P.SOURCES_READ,
             P.USERS_READ,
             P.AUDIT_READ,
             P.WEBHOOKS_READ,
@@ -43,7 +46,7 @@ MATRIX: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.REVIEWER: frozenset({P.TENANT_READ, P.LEADS_READ, P.APPROVALS_REVIEW}),
-    Role.REP: frozenset({P.TENANT_READ, P.LEADS_READ, P.LEADS_WRITE}),
+    Role.REP: frozenset({P.TENANT_READ, P.SOURCES_READ, P.LEADS_READ, P.LEADS_WRITE}),
     Role.OPERATOR: frozenset(
         {
             P.TENANT_READ,

@@ -1,0 +1,350 @@
+"""One path in for every lead: API, batch, CSV import and signed webhooks all call `ingest`.
+
+A chunk (one lead from the API, up to a thousand from a batch or a file) is normalized in
+Python, matched exactly against the tenant's leads in one query, and written with a handful of
+set-based statements: new leads, provenance of every field, external ids, the outbox events
+and one audit entry. Fuzzy matching and verification follow as jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadrelay.capture.models import Source
+from leadrelay.compliance.audit import AuditEntry, append_events
+from leadrelay.core.db import raw_connection
+from leadrelay.core.events import emit_many
+
+# Fields a source may send (after column mapping); anything else is refused by name.
+INPUT_FIELDS = (
+    "full_name",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company",
+    "website",
+    "city",
+    "country",
+    "title",
+    "external_id",
+)
+STORED_FIELDS = (
+    "full_name",
+    "email",
+    "phone_e164",
+    "phone_type",
+    "company",
+    "company_key",
+    "domain",
+    "city",
+    "country",
+    "title",
+)
+# Provenance keeps the value each field was given from the raw input it came from.
+PROVENANCE = {
+    "full_name": "full_name",
+    "email": "email",
+    "phone_e164": "phone",
+    "company": "company",
+    "domain": "website",
+    "city": "city",
+    "country": "country",
+    "title": "title",
+}
+
+
+class BusinessEmailPolicy(StrEnum):
+    ALLOW = "allow"
+    FLAG = "flag"  # accepted, flagged personal_email
+    REFUSE = "refuse"  # personal-provider addresses are rejected
+
+
+@dataclass(frozen=True, slots=True)
+class CapturePolicy:
+    business_email: BusinessEmailPolicy = BusinessEmailPolicy.FLAG
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> CapturePolicy:
+        value = settings.get("business_email_policy", BusinessEmailPolicy.FLAG.value)
+        try:
+            return cls(business_email=BusinessEmailPolicy(str(value)))
+        except ValueError:
+            return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class CleanLead:
+    """A row after normalization: values to store, raw inputs, flags, field-level reasons."""
+
+    values: dict[str, str | None]
+    raw: dict[str, str | None]
+    flags: tuple[str, ...] = ()
+    errors: tuple[dict[str, str], ...] = ()
+
+
+Normalizer = Callable[[Mapping[str, str | None], str | None], CleanLead]
+
+
+class RowStatus(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"  # an exact match: observations added to the existing lead
+    REJECTED = "rejected"
+
+
+@dataclass(slots=True)
+class RowResult:
+    index: int
+    status: RowStatus
+    lead_id: uuid.UUID | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    lead: dict[str, Any] = field(default_factory=dict)
+
+
+def decide(clean: CleanLead, policy: CapturePolicy) -> list[dict[str, str]]:
+    """Reasons to reject the row; empty when it is acceptable."""
+    reasons: list[dict[str, str]] = []
+    values = clean.values
+    if not values.get("email") and not values.get("phone_e164"):
+        reasons.append({"field": "email", "reason": "no_valid_contact"})
+    if "personal_email" in clean.flags and policy.business_email == BusinessEmailPolicy.REFUSE:
+        reasons.append({"field": "email", "reason": "personal_email_refused"})
+    return reasons
+
+
+def _exact_keys(values: Mapping[str, str | None]) -> list[tuple[str, str]]:
+    keys = []
+    if values.get("email"):
+        keys.append(("email", str(values["email"])))
+    if values.get("phone_e164"):
+        keys.append(("phone", str(values["phone_e164"])))
+    return keys
+
+
+_FIND_EXISTING = (
+    "SELECT id, email, phone_e164 FROM leads WHERE status = 'new' "
+    "AND (email = ANY(%s::text[]) OR phone_e164 = ANY(%s::text[]))"
+)
+_FIND_EXTERNAL = (
+    "SELECT external_id, lead_id FROM lead_external_ids "
+    "WHERE source_id = %s AND external_id = ANY(%s::text[])"
+)
+_INSERT_LEADS = (
+    "INSERT INTO leads (id, tenant_id, source_id, full_name, email, phone_e164, phone_type, "
+    "company, company_key, domain, city, country, title, flags, created_at, updated_at) "
+    "SELECT id, %s, %s, coalesce(full_name, ''), email, phone_e164, phone_type, company, "
+    "company_key, domain, city, country, title, "
+    "coalesce(string_to_array(flags, ','), '{}'), %s, %s "
+    "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "AS t(id, full_name, email, phone_e164, phone_type, company, company_key, domain, city, "
+    "country, title, flags)"
+)
+# Exact duplicates fill the existing lead's empty fields; a value already there is never
+# overwritten here (provenance keeps the other observation).
+_FILL_EMPTY = (
+    "UPDATE leads AS l SET "
+    "full_name = CASE WHEN l.full_name = '' THEN coalesce(t.full_name, '') ELSE l.full_name END, "
+    "email = coalesce(l.email, t.email), phone_e164 = coalesce(l.phone_e164, t.phone_e164), "
+    "phone_type = coalesce(l.phone_type, t.phone_type), company = coalesce(l.company, t.company), "
+    "company_key = coalesce(l.company_key, t.company_key), domain = coalesce(l.domain, t.domain), "
+    "city = coalesce(l.city, t.city), country = coalesce(l.country, t.country), "
+    "title = coalesce(l.title, t.title), updated_at = %s "
+    "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "AS t(id, full_name, email, phone_e164, phone_type, company, company_key, domain, city, "
+    "country, title) WHERE l.id = t.id"
+)
+_INSERT_PROVENANCE = (
+    "INSERT INTO lead_field_values (tenant_id, lead_id, field, value, raw_value, source_id, "
+    "import_id, observed_at) "
+    "SELECT %s, lead_id, field, value, raw_value, %s, %s, %s "
+    "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[]) "
+    "AS t(lead_id, field, value, raw_value)"
+)
+_INSERT_EXTERNAL = (
+    "INSERT INTO lead_external_ids (tenant_id, lead_id, source_id, external_id) "
+    "SELECT %s, lead_id, %s, external_id FROM unnest(%s::uuid[], %s::text[]) "
+    "AS t(lead_id, external_id) ON CONFLICT DO NOTHING"
+)
+
+
+def _columns(rows: Sequence[tuple[uuid.UUID, CleanLead]], names: Sequence[str]) -> list[Any]:
+    return [[clean.values.get(name) for _, clean in rows] for name in names]
+
+
+async def ingest(
+    session: AsyncSession,
+    source: Source,
+    rows: Sequence[Mapping[str, str | None]],
+    *,
+    normalize: Normalizer,
+    policy: CapturePolicy,
+    now: datetime,
+    actor_type: str = "system",
+    actor_id: str | None = None,
+    import_id: uuid.UUID | None = None,
+    dry_run: bool = False,
+) -> list[RowResult]:
+    """Capture a chunk of rows from one (already accepted) source. Caller's transaction; the
+    session is bound to the source's tenant. `dry_run` normalizes, matches and reports, and
+    writes nothing."""
+    tenant_id = source.tenant_id
+    results: list[RowResult] = []
+    cleans: list[CleanLead | None] = []
+    for index, row in enumerate(rows):
+        clean = normalize(row, source.default_country)
+        reasons = decide(clean, policy)
+        status = RowStatus.REJECTED if reasons else RowStatus.ACCEPTED
+        results.append(
+            RowResult(
+                index,
+                status,
+                errors=reasons + list(clean.errors),
+                lead={**clean.values, "flags": list(clean.flags)},
+            )
+        )
+        cleans.append(None if reasons else clean)
+
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        # Exact matches: by external id from this source, then by e-mail or phone.
+        externals = [
+            str(row.get("external_id"))
+            for row, clean in zip(rows, cleans, strict=True)
+            if clean is not None and row.get("external_id")
+        ]
+        by_external: dict[str, uuid.UUID] = {}
+        if externals:
+            await cursor.execute(_FIND_EXTERNAL, (source.id, externals))
+            by_external = {str(e): lead for e, lead in await cursor.fetchall()}
+        emails = [c.values["email"] for c in cleans if c is not None and c.values.get("email")]
+        phones = [
+            c.values["phone_e164"] for c in cleans if c is not None and c.values.get("phone_e164")
+        ]
+        known: dict[tuple[str, str], uuid.UUID] = {}
+        if emails or phones:
+            await cursor.execute(_FIND_EXISTING, (emails, phones))
+            for lead_id, email, phone in await cursor.fetchall():
+                if email:
+                    known.setdefault(("email", email), lead_id)
+                if phone:
+                    known.setdefault(("phone", phone), lead_id)
+
+        new_rows: list[tuple[uuid.UUID, CleanLead]] = []
+        duplicate_rows: list[tuple[uuid.UUID, CleanLead]] = []
+        for result, row, accepted in zip(results, rows, cleans, strict=True):
+            if accepted is None:
+                continue
+            external = row.get("external_id")
+            match = by_external.get(str(external)) if external else None
+            keys = _exact_keys(accepted.values)
+            for key in keys:
+                match = match or known.get(key)
+            if match is not None:
+                result.status, result.lead_id = RowStatus.DUPLICATE, match
+                duplicate_rows.append((match, accepted))
+            else:
+                result.lead_id = uuid.uuid4()
+                new_rows.append((result.lead_id, accepted))
+            for key in keys:  # later rows of the same chunk match this one
+                known.setdefault(key, result.lead_id)
+
+        if dry_run:
+            return results
+
+        if new_rows:
+            await cursor.execute(
+                _INSERT_LEADS,
+                (
+                    tenant_id,
+                    source.id,
+                    now,
+                    now,
+                    [lead_id for lead_id, _ in new_rows],
+                    *_columns(new_rows, STORED_FIELDS),
+                    [",".join(clean.flags) or None for _, clean in new_rows],
+                ),
+            )
+        if duplicate_rows:
+            await cursor.execute(
+                _FILL_EMPTY,
+                (
+                    now,
+                    [lead_id for lead_id, _ in duplicate_rows],
+                    *_columns(duplicate_rows, STORED_FIELDS),
+                ),
+            )
+        lead_ids, fields, values, raws = [], [], [], []
+        for lead_id, clean in [*new_rows, *duplicate_rows]:
+            for stored, raw_name in PROVENANCE.items():
+                value, raw = clean.values.get(stored), clean.raw.get(raw_name)
+                if value is None and not raw:
+                    continue
+                lead_ids.append(lead_id)
+                fields.append(stored)
+                values.append(value)
+                raws.append(raw)
+        if lead_ids:
+            await cursor.execute(
+                _INSERT_PROVENANCE,
+                (tenant_id, source.id, import_id, now, lead_ids, fields, values, raws),
+            )
+        ext_leads, ext_ids = [], []
+        for result, row in zip(results, rows, strict=True):
+            if result.lead_id is not None and row.get("external_id"):
+                ext_leads.append(result.lead_id)
+                ext_ids.append(str(row["external_id"])[:200])
+        if ext_leads:
+            await cursor.execute(_INSERT_EXTERNAL, (tenant_id, source.id, ext_leads, ext_ids))
+
+    await emit_many(
+        session,
+        tenant_id,
+        [
+            ("lead.created", {"lead_id": str(lead_id), "source_id": str(source.id)})
+            for lead_id, _ in new_rows
+        ],
+    )
+    counts = {status.value: 0 for status in RowStatus}
+    for result in results:
+        counts[result.status.value] += 1
+    digest = hashlib.sha256(
+        b"".join(r.lead_id.bytes for r in results if r.lead_id is not None)
+    ).hexdigest()
+    await append_events(
+        session,
+        tenant_id,
+        [
+            AuditEntry(
+                "leads.captured",
+                actor_type=actor_type,
+                actor_id=actor_id,
+                target_type="source",
+                target_id=str(source.id),
+                data={
+                    **counts,
+                    "import_id": str(import_id) if import_id else None,
+                    "lead_ids_sha256": digest,
+                    "rejections": sorted(
+                        {
+                            e["reason"]
+                            for r in results
+                            if r.status == RowStatus.REJECTED
+                            for e in r.errors
+                        }
+                    ),
+                },
+            )
+        ],
+        now=now,
+    )
+    return results

@@ -1,0 +1,89 @@
+"""Reading leads: lists with filters, and the detail with provenance and external ids."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadrelay.capture.models import ExternalId, FieldObservation, Lead, LeadStatus
+from leadrelay.core.errors import NotFound
+from leadrelay.identity.service import Principal
+
+
+class LeadNotFound(NotFound):
+    """The lead does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFilter:
+    status: LeadStatus | None = None
+    source_id: uuid.UUID | None = None
+    flag: str | None = None
+    q: str | None = None
+
+
+async def list_leads(
+    session: AsyncSession, filters: LeadFilter, *, limit: int = 50, after: uuid.UUID | None = None
+) -> list[Lead]:
+    """Newest first, keyset-paginated by (created_at, id)."""
+    query = select(Lead)
+    if filters.status is not None:
+        query = query.where(Lead.status == filters.status)
+    if filters.source_id is not None:
+        query = query.where(Lead.source_id == filters.source_id)
+    if filters.flag:
+        query = query.where(Lead.flags.contains([filters.flag]))
+    if filters.q:
+        pattern = f"%{filters.q.strip().lower()}%"
+        query = query.where(
+            or_(
+                Lead.email.ilike(pattern),
+                Lead.full_name.ilike(pattern),
+                Lead.company.ilike(pattern),
+                Lead.phone_e164.ilike(pattern),
+            )
+        )
+    if after is not None:
+        anchor = await session.get(Lead, after)
+        if anchor is not None:
+            query = query.where(
+                (Lead.created_at < anchor.created_at)
+                | ((Lead.created_at == anchor.created_at) & (Lead.id < anchor.id))
+            )
+    query = query.order_by(Lead.created_at.desc(), Lead.id.desc()).limit(limit)
+    return list(await session.scalars(query))
+
+
+@dataclass(frozen=True, slots=True)
+class LeadRecord:
+    lead: Lead
+    provenance: list[FieldObservation]
+    external_ids: list[ExternalId]
+    merged: list[uuid.UUID]
+
+
+async def access_lead(session: AsyncSession, actor: Principal, lead_id: uuid.UUID) -> LeadRecord:
+    lead = await session.get(Lead, lead_id)
+    if lead is None or lead.tenant_id != actor.tenant_id:
+        raise LeadNotFound()
+    family = [lead.id, *await merged_into(session, lead.id)]
+    provenance = list(
+        await session.scalars(
+            select(FieldObservation)
+            .where(FieldObservation.lead_id.in_(family))
+            .order_by(FieldObservation.observed_at, FieldObservation.id)
+        )
+    )
+    external_ids = list(
+        await session.scalars(
+            select(ExternalId).where(ExternalId.lead_id.in_(family)).order_by(ExternalId.id)
+        )
+    )
+    return LeadRecord(lead, provenance, external_ids, family[1:])
+
+
+async def merged_into(session: AsyncSession, lead_id: uuid.UUID) -> list[uuid.UUID]:
+    return list(await session.scalars(select(Lead.id).where(Lead.merged_into_id == lead_id)))

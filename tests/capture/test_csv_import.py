@@ -1,0 +1,229 @@
+"""CSV import through the real CLI: detection, row-level reports, nothing dropped, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from leadrelay.capture.models import ImportIssue, Lead, LeadImport
+from leadrelay.core.db import Database, DatabaseUrls
+from leadrelay.core.settings import Settings
+from leadrelay.identity.models import Role
+from tests.capture.test_intake_api import make_source
+from tests.factories import TenantCtx, TenantFactory
+from tests.support import invoke_cli
+
+MESSY = (
+    "Name;E-mail;Telephone;Company;Ville;external_id\n"
+    "José Müller;jose@muller-gmbh.de;030 1234567;Müller GmbH;Berlin;m-1\n"
+    "Ana;not-an-email;;Nowhere;;m-2\n"
+    "\n"
+    "Too;many;cells;here;x;y;z\n"
+    "Jose Muller;JOSE@muller-gmbh.de;;Müller GmbH;;m-3\n"
+    "Zoë Ålander;zoe@alander.se;+46 8 123 456 78;Ålander AB;Stockholm;m-4\n"
+)
+
+
+@pytest.fixture
+async def tenant(tenants: TenantFactory) -> TenantCtx:
+    return await tenants.create()
+
+
+def read_report(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+class TestImport:
+    async def test_reports_every_row_of_a_messy_latin1_semicolon_file(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        urls: DatabaseUrls,
+        settings: Settings,
+        db: Database,
+        tmp_path: Path,
+    ) -> None:
+        await make_source(client, tenant, "Fair list", default_country="DE")
+        path = tmp_path / "fair.csv"
+        path.write_bytes(MESSY.encode("latin-1", errors="replace"))
+        report = tmp_path / "report.jsonl"
+        result = await invoke_cli(
+            urls,
+            str(settings.data_dir),
+            "import",
+            str(path),
+            "--source",
+            "Fair list",
+            "--tenant",
+            tenant.slug,
+            "--map",
+            "Ville=city",
+            "--report",
+            str(report),
+        )
+        assert result.exit_code == 0, result.output
+        assert "5 rows: 2 accepted, 1 duplicates, 2 rejected" in result.output.replace("\n", " ")
+        lines = read_report(report)
+        assert [(r["line"], r["status"]) for r in lines] == [
+            (2, "accepted"),
+            (3, "rejected"),
+            (5, "rejected"),
+            (6, "duplicate"),
+            (7, "accepted"),
+        ]
+        by_line = {r["line"]: r for r in lines}
+        assert by_line[2]["lead"]["phone_e164"] == "+49301234567"  # type: ignore[index]
+        assert by_line[2]["lead"]["city"] == "Berlin"  # type: ignore[index]
+        assert by_line[3]["errors"][0]["field"] == "email"  # type: ignore[index]
+        assert by_line[5]["errors"][0]["reason"].startswith("ragged_row")  # type: ignore[index]
+        assert by_line[6]["status"] == "duplicate"
+        assert by_line[6]["lead_id"] == by_line[2]["lead_id"]
+        assert by_line[7]["lead"]["full_name"] == "Zoë Ålander"  # type: ignore[index]
+        async with db.session(tenant.id) as session:
+            leads = await session.scalar(select(func.count()).select_from(Lead))
+            job = await session.scalar(select(LeadImport))
+            issues = list(
+                await session.scalars(select(ImportIssue.line).order_by(ImportIssue.line))
+            )
+        assert leads == 2
+        assert job is not None
+        assert (job.status, job.rows_total, job.rows_rejected) == ("done", 5, 2)
+        assert issues == [3, 5, 6]
+
+    async def test_refuses_a_file_without_a_contact_column(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        urls: DatabaseUrls,
+        settings: Settings,
+        tmp_path: Path,
+    ) -> None:
+        await make_source(client, tenant, "Fair list")
+        path = tmp_path / "bad.csv"
+        path.write_text("name,company\nAda,Engines\n", encoding="utf-8")
+        result = await invoke_cli(
+            urls,
+            str(settings.data_dir),
+            "import",
+            str(path),
+            "--source",
+            "Fair list",
+            "--tenant",
+            tenant.slug,
+        )
+        assert result.exit_code == 1
+        assert "missing required columns" in result.output
+
+    async def test_dry_run_reports_and_writes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        urls: DatabaseUrls,
+        settings: Settings,
+        db: Database,
+        tmp_path: Path,
+    ) -> None:
+        await make_source(client, tenant, "Fair list")
+        path = tmp_path / "ok.csv"
+        path.write_text("email,name\na@b.io,A\nc@d.io,C\n", encoding="utf-8")
+        report = tmp_path / "dry.jsonl"
+        result = await invoke_cli(
+            urls,
+            str(settings.data_dir),
+            "import",
+            str(path),
+            "--source",
+            "Fair list",
+            "--tenant",
+            tenant.slug,
+            "--dry-run",
+            "--report",
+            str(report),
+        )
+        assert result.exit_code == 0, result.output
+        assert [r["status"] for r in read_report(report)] == ["accepted", "accepted"]
+        async with db.session(tenant.id) as session:
+            assert await session.scalar(select(func.count()).select_from(Lead)) == 0
+            assert await session.scalar(select(func.count()).select_from(LeadImport)) == 0
+
+    async def test_refuses_an_unvetted_source(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        urls: DatabaseUrls,
+        settings: Settings,
+        tmp_path: Path,
+    ) -> None:
+        await make_source(client, tenant, "Unvetted", vet=False)
+        path = tmp_path / "ok.csv"
+        path.write_text("email\na@b.io\n", encoding="utf-8")
+        result = await invoke_cli(
+            urls,
+            str(settings.data_dir),
+            "import",
+            str(path),
+            "--source",
+            "Unvetted",
+            "--tenant",
+            tenant.slug,
+        )
+        assert result.exit_code == 1
+        assert "has not been vetted" in result.output
+
+
+class TestExport:
+    async def test_exports_every_lead_with_its_external_ids_and_safe_cells(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        urls: DatabaseUrls,
+        settings: Settings,
+        tmp_path: Path,
+    ) -> None:
+        await make_source(client, tenant)
+        headers = await tenant.headers(Role.REP)
+        rows = [
+            {"email": "ceo@evil.io", "company": '=HYPERLINK("http://x")', "external_id": "e-1"},
+            {"email": "CEO@evil.io", "external_id": "e-2"},
+            {"email": "cfo@good.io", "external_id": "g-1"},
+        ]
+        await client.post(
+            "/v1/leads/batch", json={"source": "Website form", "leads": rows}, headers=headers
+        )
+        out = tmp_path / "leads.csv"
+        result = await invoke_cli(
+            urls,
+            str(settings.data_dir),
+            "export",
+            "leads",
+            "--tenant",
+            tenant.slug,
+            "--format",
+            "csv",
+            "--output",
+            str(out),
+        )
+        assert result.exit_code == 0, result.output
+        table = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+        by_email = {r["email"]: r for r in table}
+        assert set(by_email) == {"ceo@evil.io", "cfo@good.io"}
+        assert by_email["ceo@evil.io"]["external_ids"] == "e-1;e-2"
+        assert by_email["ceo@evil.io"]["company"].startswith("'=")
+        jsonl = tmp_path / "leads.jsonl"
+        await invoke_cli(
+            urls,
+            str(settings.data_dir),
+            "export",
+            "leads",
+            "--tenant",
+            tenant.slug,
+            "--output",
+            str(jsonl),
+        )
+        assert len(jsonl.read_text(encoding="utf-8").splitlines()) == 2
