@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select, update
-from tests.factories import TenantCtx, TenantFactory
 
 from leadrelay.capture.models import FieldObservation
 from leadrelay.compliance.models import AuditEvent
 from leadrelay.core.db import Database
 from leadrelay.core.events import OutboxEvent
 from leadrelay.identity.models import Role, Tenant
+from tests.factories import TenantCtx, TenantFactory
 
 ASSESSMENT = "Attendees handed us their business cards at our booth to be contacted later."
 
