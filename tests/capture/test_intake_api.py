@@ -14,8 +14,11 @@ from leadrelay.capture.models import FieldObservation
 from leadrelay.compliance.models import AuditEvent
 from leadrelay.core.db import Database
 from leadrelay.core.events import OutboxEvent
+from leadrelay.core.jobs import JobRuntime
+from leadrelay.core.jobs_models import DeadLetter
 from leadrelay.identity.models import Role, Tenant
 from tests.factories import TenantCtx, TenantFactory
+from tests.support import run_jobs
 
 ASSESSMENT = "Attendees handed us their business cards at our booth to be contacted later."
 
@@ -308,3 +311,28 @@ class TestBatch:
         found = (await client.get("/v1/leads?q=roe", headers=headers)).json()
         assert [lead["email"] for lead in found] == ["jane@corp.io"]
         uuid.UUID(found[0]["id"])
+
+
+class TestEvents:
+    async def test_a_batch_emits_one_event_per_new_lead_and_all_are_dispatched(
+        self, client: httpx.AsyncClient, tenant: TenantCtx, db: Database, job_runtime: JobRuntime
+    ) -> None:
+        await make_source(client, tenant)
+        await client.post(
+            "/v1/leads/batch",
+            json={
+                "source": "Website form",
+                "leads": [{"email": f"p{i}@batch.io"} for i in range(5)]
+                + [{"email": "P0@batch.io"}],
+            },
+            headers=await tenant.headers(Role.REP),
+        )
+        await run_jobs()
+        async with db.session(tenant.id) as session:
+            events = list(
+                await session.scalars(select(OutboxEvent).where(OutboxEvent.type == "lead.created"))
+            )
+            letters = list(await session.scalars(select(DeadLetter)))
+        assert len(events) == 5
+        assert all(e.dispatched_at is not None for e in events)
+        assert letters == []

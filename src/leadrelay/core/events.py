@@ -98,23 +98,42 @@ async def emit_many(
     return ids
 
 
+async def dispatch_events(
+    session: AsyncSession, event_ids: list[uuid.UUID], *, now: datetime
+) -> int:
+    """Run every handler once for each event not yet dispatched; returns how many ran. The
+    events are locked together, so a retried or concurrent dispatch skips what is done."""
+    events = await session.scalars(
+        select(OutboxEvent)
+        .where(OutboxEvent.id.in_(event_ids), OutboxEvent.dispatched_at.is_(None))
+        .order_by(OutboxEvent.created_at, OutboxEvent.id)
+        .with_for_update(skip_locked=True)
+    )
+    count = 0
+    for event in events:
+        for handler in handlers_for(event.type):
+            await handler(session, event)
+        event.dispatched_at = now
+        count += 1
+    if count:
+        log.info("events.dispatched", count=count)
+    return count
+
+
 async def dispatch_event(session: AsyncSession, event_id: uuid.UUID, *, now: datetime) -> bool:
     """Run every handler for the event once; returns False if it was already dispatched."""
-    event = await session.scalar(
-        select(OutboxEvent).where(OutboxEvent.id == event_id).with_for_update()
-    )
-    if event is None or event.dispatched_at is not None:
-        return False
-    for handler in handlers_for(event.type):
-        await handler(session, event)
-    event.dispatched_at = now
-    log.info("event.dispatched", event_type=event.type, event_id=str(event.id))
-    return True
+    return await dispatch_events(session, [event_id], now=now) == 1
 
 
 @job_app.task(name=DISPATCH_TASK, retry=retry_strategy())
 async def dispatch_task(
-    *, tenant_id: str, event_id: str, correlation_id: str | None = None
+    *,
+    tenant_id: str,
+    event_id: str | None = None,
+    event_ids: list[str] | None = None,
+    correlation_id: str | None = None,
 ) -> None:
+    """One event (`emit`) or a chunk of them (`emit_many`)."""
+    ids = [uuid.UUID(i) for i in ([event_id] if event_id else []) + (event_ids or [])]
     async with runtime().db.session(uuid.UUID(tenant_id)) as session:
-        await dispatch_event(session, uuid.UUID(event_id), now=utcnow())
+        await dispatch_events(session, ids, now=utcnow())

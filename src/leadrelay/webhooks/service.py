@@ -187,13 +187,20 @@ def wants(endpoint: WebhookEndpoint, event_type: str) -> bool:
 @on_event("*")
 async def fan_out(session: AsyncSession, event: OutboxEvent) -> None:
     """One delivery per interested endpoint, each delivered by its own job."""
+    # One look-up per transaction: a dispatch of a thousand events reads the endpoints once.
+    endpoints = session.info.get("webhook_endpoints")
+    if endpoints is None:
+        endpoints = session.info["webhook_endpoints"] = await list_endpoints(session)
+    interested = [e for e in endpoints if wants(e, event.type)]
+    if not interested:
+        return
     existing = set(
         await session.scalars(
             select(WebhookDelivery.endpoint_id).where(WebhookDelivery.event_id == event.id)
         )
     )
-    for endpoint in await list_endpoints(session):
-        if endpoint.id in existing or not wants(endpoint, event.type):
+    for endpoint in interested:
+        if endpoint.id in existing:
             continue
         delivery = WebhookDelivery(
             tenant_id=event.tenant_id,
