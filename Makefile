@@ -50,6 +50,7 @@ pytest:
 
 bench: install ## Each capability's figure beside the machine's raw limit
 	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python -m bench.dedup_quality
 
 clean:
 	rm -rf $(VENV) .uv node_modules $(VENDOR) .mypy_cache .ruff_cache .pytest_cache

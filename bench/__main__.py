@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import time
 
-from bench import audit, intake
+from bench import audit, capture, intake
 from bench.common import Figure, cluster, heading, machine_info, rate, start_watchdog, table
 
-BUDGET_SECONDS = 175  # `make bench` must end by itself in under 3 minutes
+BUDGET_SECONDS = 290  # `make bench` must end by itself in under 5 minutes
 
 
 def load_average() -> str:
@@ -61,6 +61,8 @@ def main() -> None:
             print(f"  {'load':<11} {load_average()} at start")
             figures = intake.run(c)
             figures += audit.run(c)
+            # 20k rows here to stay in budget; `python -m bench.capture --rows 100000` for more.
+            figures += capture.run(c, rows=20_000)
         heading("summary")
         print(summary(figures))
         for figure in figures:

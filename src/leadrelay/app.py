@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from leadrelay.capture.api import router as capture_router
+from leadrelay.capture.dedup_api import router as dedup_router
+from leadrelay.capture.provider_api import router as provider_router
 from leadrelay.compliance.api import router as audit_router
 from leadrelay.core.db import Database, resolve_urls
 from leadrelay.core.http import (
@@ -76,6 +78,8 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(inbound_router)
     app.include_router(capture_router)
+    app.include_router(dedup_router)
+    app.include_router(provider_router)
     from leadrelay.console import mount_console
 
     mount_console(app)

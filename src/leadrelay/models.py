@@ -1,5 +1,6 @@
 """Every table of every domain, imported once so metadata (and Alembic) sees them all."""
 
+from leadrelay.capture import dedup_models, provider_models
 from leadrelay.capture import models as capture_models
 from leadrelay.compliance import models as compliance_models
 from leadrelay.core import events as events_models
@@ -16,12 +17,14 @@ metadata = Base.metadata
 __all__ = [
     "capture_models",
     "compliance_models",
+    "dedup_models",
     "events_models",
     "idempotency_models",
     "identity_models",
     "inbound_models",
     "jobs_models",
     "metadata",
+    "provider_models",
     "routing_models",
     "webhooks_models",
 ]

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 
 from leadrelay.capture.api import router as capture_router
+from leadrelay.capture.provider_api import router as provider_router
 from leadrelay.compliance.api import router as audit_router
 from leadrelay.core.jobs import add_dead_letter
 from leadrelay.core.jobs_models import DeadLetter
@@ -416,14 +417,22 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("POST", "/v1/sources", P.SOURCES_MANAGE),
     ("GET", "/v1/sources/{id}", P.SOURCES_READ),
     ("PATCH", "/v1/sources/{id}", P.SOURCES_MANAGE),
+    ("PUT", "/v1/sources/{id}/provider-config", P.SOURCES_MANAGE),
     ("GET", "/v1/leads", P.LEADS_READ),
     ("POST", "/v1/leads", P.LEADS_WRITE),
     ("POST", "/v1/leads/batch", P.LEADS_WRITE),
     ("GET", "/v1/leads/{id}", P.LEADS_READ),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
-# Authenticated by the sender's signature, not by an API key (tests/inbound).
-SIGNED_BY_SENDER = {("POST", "/v1/inbound/endpoint_id")}
+# Authenticated by the sender's signature, not by an API key (tests/inbound, tests/capture).
+SIGNED_BY_SENDER = {
+    ("POST", "/v1/inbound/endpoint_id"),
+    *(
+        (method, f"/v1/inbound/{provider}/source_id")
+        for method in ("GET", "POST")
+        for provider in ("meta", "whatsapp")
+    ),
+}
 
 
 @pytest.fixture
@@ -443,6 +452,7 @@ class TestPermissionMatrix:
             webhooks_router,
             inbound_router,
             capture_router,
+            provider_router,
         ):
             for route in router.routes:
                 assert isinstance(route, APIRoute)

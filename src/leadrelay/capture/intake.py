@@ -1,7 +1,8 @@
 """One path in for every lead: API, batch, CSV import and signed webhooks all call `ingest`.
 
 A chunk (one lead from the API, up to a thousand from a batch or a file) is normalized in
-Python, matched exactly against the tenant's leads in one query, and written with a handful of
+Python, matched exactly (same e-mail, or same external id from the same source) against the
+tenant's leads in one query, and written with a handful of
 set-based statements: new leads, provenance of every field, external ids, the outbox events
 and one audit entry. Fuzzy matching and verification follow as jobs.
 """
@@ -22,6 +23,9 @@ from leadrelay.capture.models import Source
 from leadrelay.compliance.audit import AuditEntry, append_events
 from leadrelay.core.db import raw_connection
 from leadrelay.core.events import emit_many
+from leadrelay.core.jobs import defer
+
+DEDUP_TASK = "capture.dedup_leads"  # registered by capture.jobs (which imports this module)
 
 # Fields a source may send (after column mapping); anything else is refused by name.
 INPUT_FIELDS = (
@@ -121,18 +125,12 @@ def decide(clean: CleanLead, policy: CapturePolicy) -> list[dict[str, str]]:
 
 
 def _exact_keys(values: Mapping[str, str | None]) -> list[tuple[str, str]]:
-    keys = []
-    if values.get("email"):
-        keys.append(("email", str(values["email"])))
-    if values.get("phone_e164"):
-        keys.append(("phone", str(values["phone_e164"])))
-    return keys
+    """Keys that identify one person beyond doubt. A phone number does not: colleagues share a
+    switchboard, so equal phones go to the fuzzy matcher, which also weighs the names."""
+    return [("email", str(values["email"]))] if values.get("email") else []
 
 
-_FIND_EXISTING = (
-    "SELECT id, email, phone_e164 FROM leads WHERE status = 'new' "
-    "AND (email = ANY(%s::text[]) OR phone_e164 = ANY(%s::text[]))"
-)
+_FIND_EXISTING = "SELECT id, email FROM leads WHERE status = 'new' AND email = ANY(%s::text[])"
 _FIND_EXTERNAL = (
     "SELECT external_id, lead_id FROM lead_external_ids "
     "WHERE source_id = %s AND external_id = ANY(%s::text[])"
@@ -227,17 +225,11 @@ async def ingest(
             await cursor.execute(_FIND_EXTERNAL, (source.id, externals))
             by_external = {str(e): lead for e, lead in await cursor.fetchall()}
         emails = [c.values["email"] for c in cleans if c is not None and c.values.get("email")]
-        phones = [
-            c.values["phone_e164"] for c in cleans if c is not None and c.values.get("phone_e164")
-        ]
         known: dict[tuple[str, str], uuid.UUID] = {}
-        if emails or phones:
-            await cursor.execute(_FIND_EXISTING, (emails, phones))
-            for lead_id, email, phone in await cursor.fetchall():
-                if email:
-                    known.setdefault(("email", email), lead_id)
-                if phone:
-                    known.setdefault(("phone", phone), lead_id)
+        if emails:
+            await cursor.execute(_FIND_EXISTING, (emails,))
+            for lead_id, email in await cursor.fetchall():
+                known.setdefault(("email", email), lead_id)
 
         new_rows: list[tuple[uuid.UUID, CleanLead]] = []
         duplicate_rows: list[tuple[uuid.UUID, CleanLead]] = []
@@ -314,6 +306,13 @@ async def ingest(
             for lead_id, _ in new_rows
         ],
     )
+    if new_rows:  # fuzzy matching follows as a job, one per chunk
+        await defer(
+            session,
+            DEDUP_TASK,
+            tenant_id=str(tenant_id),
+            lead_ids=[str(lead_id) for lead_id, _ in new_rows],
+        )
     counts = {status.value: 0 for status in RowStatus}
     for result in results:
         counts[result.status.value] += 1

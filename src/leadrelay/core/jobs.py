@@ -34,6 +34,8 @@ TASK_MODULES = [
     "leadrelay.core.events",
     "leadrelay.webhooks.jobs",
     "leadrelay.inbound.jobs",
+    "leadrelay.capture.jobs",
+    "leadrelay.capture.provider_jobs",
     "leadrelay.schedules",
 ]
 

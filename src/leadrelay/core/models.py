@@ -54,6 +54,9 @@ TENANT_TABLES: tuple[str, ...] = (
     "idempotency_keys",
     "lead_imports",
     "lead_import_issues",
+    "lead_merges",
+    "match_reviews",
     "inbound_endpoints",
     "inbound_messages",
+    "lead_messages",
 )

@@ -1,0 +1,20 @@
+"""Capture's queue tasks: each takes ids and can run twice without harm."""
+
+from __future__ import annotations
+
+import uuid
+
+from leadrelay.capture.dedup import dedup_leads
+from leadrelay.capture.intake import DEDUP_TASK
+from leadrelay.core.clock import utcnow
+from leadrelay.core.jobs import job_app, retry_strategy, runtime
+
+
+@job_app.task(name=DEDUP_TASK, retry=retry_strategy())
+async def dedup_task(
+    *, tenant_id: str, lead_ids: list[str], correlation_id: str | None = None
+) -> None:
+    """Fuzzy-match a chunk of new leads (already merged or missing ones are skipped)."""
+    tenant = uuid.UUID(tenant_id)
+    async with runtime().db.session(tenant) as session:
+        await dedup_leads(session, tenant, [uuid.UUID(i) for i in lead_ids], now=utcnow())
