@@ -554,6 +554,54 @@ def import_csv(
     _run(go)
 
 
+@app.command()
+def dedup(
+    tenant: TenantOption,
+    chunk: Annotated[int, typer.Option(help="Leads matched per transaction.")] = 500,
+) -> None:
+    """Re-run fuzzy deduplication over every live lead of a tenant, with progress."""
+    from sqlalchemy import func, select
+
+    from leadrelay.capture.dedup import dedup_leads
+    from leadrelay.capture.models import Lead, LeadStatus
+    from leadrelay.core.clock import utcnow
+
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+
+    async def go() -> None:
+        db = Database(urls)
+        try:
+            tenant_id = await _tenant_id(db, tenant)
+            async with db.session(tenant_id) as session:
+                total = await session.scalar(
+                    select(func.count()).where(Lead.status == LeadStatus.NEW)
+                )
+            merged = reviews = 0
+            after: uuid.UUID | None = None
+            with Progress(console=err) as progress:
+                task = progress.add_task("matching", total=total or 0)
+                while True:
+                    async with db.session(tenant_id) as session:
+                        query = select(Lead.id).where(Lead.status == LeadStatus.NEW)
+                        if after is not None:
+                            query = query.where(Lead.id > after)
+                        ids = list(await session.scalars(query.order_by(Lead.id).limit(chunk)))
+                        if not ids:
+                            break
+                        report = await dedup_leads(
+                            session, tenant_id, ids, now=utcnow(), actor_type="system"
+                        )
+                    merged, reviews = merged + len(report.merged), reviews + report.reviews
+                    after = ids[-1]
+                    progress.advance(task, len(ids))
+            console.print(f"[green]done[/]: {merged} merged, {reviews} pairs sent to review")
+        finally:
+            await db.dispose()
+
+    _run(go)
+
+
 @export_app.command("leads")
 def export_leads(
     tenant: TenantOption,

@@ -15,12 +15,13 @@ from leadrelay.capture.dedup import dedup_leads, score_leads
 from leadrelay.capture.matching import Decision
 from leadrelay.capture.models import Lead, LeadStatus
 from leadrelay.core.clock import utcnow
-from leadrelay.core.db import Database
+from leadrelay.core.db import Database, DatabaseUrls
 from leadrelay.core.jobs import JobRuntime
+from leadrelay.core.settings import Settings
 from leadrelay.identity.models import Role
 from tests.capture.test_intake_api import make_source
 from tests.factories import TenantCtx, TenantFactory
-from tests.support import run_jobs
+from tests.support import invoke_cli, run_jobs
 
 
 @pytest.fixture
@@ -258,3 +259,23 @@ class TestSwitchboards:
         names = {lead.full_name for lead in live}
         assert {"Ann Lee", "Raj Patel"} <= names  # the two people stay two leads
         assert report.reviews >= 1 or len(live) == 3
+
+
+class TestDedupCommand:
+    async def test_reruns_over_the_whole_tenant(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        db: Database,
+        urls: DatabaseUrls,
+        settings: Settings,
+    ) -> None:
+        await make_source(client, tenant)
+        await capture(client, tenant, SAME_PERSON[:1])
+        await capture(client, tenant, SAME_PERSON[1:])
+        result = await invoke_cli(
+            urls, str(settings.data_dir), "dedup", "--tenant", tenant.slug, "--chunk", "1"
+        )
+        assert result.exit_code == 0, result.output
+        assert "1 merged" in result.output
+        assert len(await live_leads(db, tenant)) == 1

@@ -25,7 +25,9 @@ from leadrelay.core.db import raw_connection
 from leadrelay.core.events import emit_many
 from leadrelay.core.jobs import defer
 
-DEDUP_TASK = "capture.dedup_leads"  # registered by capture.jobs (which imports this module)
+# Registered by capture.jobs (which imports this module).
+DEDUP_TASK = "capture.dedup_leads"
+VERIFY_TASK = "capture.verify_leads"
 
 # Fields a source may send (after column mapping); anything else is refused by name.
 INPUT_FIELDS = (
@@ -306,13 +308,10 @@ async def ingest(
             for lead_id, _ in new_rows
         ],
     )
-    if new_rows:  # fuzzy matching follows as a job, one per chunk
-        await defer(
-            session,
-            DEDUP_TASK,
-            tenant_id=str(tenant_id),
-            lead_ids=[str(lead_id) for lead_id, _ in new_rows],
-        )
+    if new_rows:  # verification and fuzzy matching follow as jobs, one each per chunk
+        new_ids = [str(lead_id) for lead_id, _ in new_rows]
+        await defer(session, VERIFY_TASK, tenant_id=str(tenant_id), lead_ids=new_ids)
+        await defer(session, DEDUP_TASK, tenant_id=str(tenant_id), lead_ids=new_ids)
     counts = {status.value: 0 for status in RowStatus}
     for result in results:
         counts[result.status.value] += 1

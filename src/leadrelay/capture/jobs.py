@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from leadrelay.capture.dedup import dedup_leads
-from leadrelay.capture.intake import DEDUP_TASK
+from leadrelay.capture.intake import DEDUP_TASK, VERIFY_TASK
+from leadrelay.capture.verification import verifiers_for, verify_leads
 from leadrelay.core.clock import utcnow
 from leadrelay.core.jobs import job_app, retry_strategy, runtime
 
@@ -18,3 +19,16 @@ async def dedup_task(
     tenant = uuid.UUID(tenant_id)
     async with runtime().db.session(tenant) as session:
         await dedup_leads(session, tenant, [uuid.UUID(i) for i in lead_ids], now=utcnow())
+
+
+@job_app.task(name=VERIFY_TASK, retry=retry_strategy())
+async def verify_task(
+    *, tenant_id: str, lead_ids: list[str], correlation_id: str | None = None
+) -> None:
+    """Verify a chunk of new leads (e-mail and phone), with the worker's verifiers and cache."""
+    rt = runtime()
+    verifiers = rt.extras.get("verifiers")
+    if verifiers is None:
+        verifiers = rt.extras["verifiers"] = verifiers_for(rt.settings)
+    async with rt.db.session(uuid.UUID(tenant_id)) as session:
+        await verify_leads(session, [uuid.UUID(i) for i in lead_ids], verifiers, now=utcnow())

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Outbound webhooks to loopback/private addresses are refused (SSRF) unless allowed here.
     webhook_allow_private_targets: bool = False
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # DNS servers for e-mail MX checks, comma-separated IPs. Empty: no lookups, deliverability
+    # is "unknown" (syntax and provider lists still apply). /etc/resolv.conf is never read.
+    dns_resolvers: str = Field(default="", pattern=r"^[0-9a-fA-F:., ]*$")
     # Meta's Graph API (Lead Ads lead retrieval); a source may name its own base URL.
     meta_graph_base_url: str = Field(
         default="https://graph.facebook.com/v21.0", pattern=r"^https?://[^\s?#]+$"
