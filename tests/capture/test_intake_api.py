@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from leadrelay.capture.models import FieldObservation
 from leadrelay.compliance.models import AuditEvent
@@ -16,7 +16,7 @@ from leadrelay.core.db import Database
 from leadrelay.core.events import OutboxEvent
 from leadrelay.core.jobs import JobRuntime
 from leadrelay.core.jobs_models import DeadLetter
-from leadrelay.identity.models import Role, Tenant
+from leadrelay.identity.models import Role
 from tests.factories import TenantCtx, TenantFactory
 from tests.support import run_jobs
 
@@ -196,7 +196,7 @@ class TestCaptureOne:
         assert audited.data["rejected"] == 1
 
     async def test_refuses_personal_addresses_when_the_tenant_requires_business_ones(
-        self, client: httpx.AsyncClient, tenant: TenantCtx, db: Database
+        self, client: httpx.AsyncClient, tenant: TenantCtx
     ) -> None:
         await make_source(client, tenant)
         headers = await tenant.headers(Role.REP)
@@ -205,15 +205,28 @@ class TestCaptureOne:
         )
         assert flagged.status_code == 202
         assert "personal_email" in flagged.json()["lead"]["flags"]
-        async with db.session(tenant.id) as session:
-            await session.execute(
-                update(Tenant).values(settings={"business_email_policy": "refuse"})
-            )
+        policy = await client.patch(
+            "/v1/capture/policy",
+            json={"business_email_policy": "refuse"},
+            headers=await tenant.headers(Role.ADMIN),
+        )
+        assert policy.status_code == 200, policy.text
+        assert policy.json() == {
+            "business_email_policy": "refuse",
+            "verification_thresholds": {"email": 0.7, "phone": 0.6},
+        }
         refused = await client.post(
             "/v1/leads", json={"source": "Website form", "email": "lee@gmail.com"}, headers=headers
         )
         assert refused.status_code == 422
         assert refused.json()["errors"][0]["message"] == "personal_email_refused"
+        bad = await client.patch(
+            "/v1/capture/policy",
+            json={"verification_thresholds": {"email": 2}},
+            headers=await tenant.headers(Role.ADMIN),
+        )
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["field"] == "verification_thresholds.email"
 
     async def test_idempotency_key_replays_the_first_answer(
         self, client: httpx.AsyncClient, tenant: TenantCtx

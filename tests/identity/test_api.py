@@ -418,6 +418,8 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("GET", "/v1/sources/{id}", P.SOURCES_READ),
     ("PATCH", "/v1/sources/{id}", P.SOURCES_MANAGE),
     ("PUT", "/v1/sources/{id}/provider-config", P.SOURCES_MANAGE),
+    ("GET", "/v1/capture/policy", P.SOURCES_READ),
+    ("PATCH", "/v1/capture/policy", P.SOURCES_MANAGE),
     ("GET", "/v1/leads", P.LEADS_READ),
     ("POST", "/v1/leads", P.LEADS_WRITE),
     ("POST", "/v1/leads/batch", P.LEADS_WRITE),

@@ -12,6 +12,8 @@ from leadrelay.capture.cleaning import clean_lead
 from leadrelay.capture.models import LeadStatus, Source
 from leadrelay.capture.schemas import (
     BatchResult,
+    CapturePolicyIn,
+    CapturePolicyOut,
     CaptureResult,
     ExternalIdOut,
     LeadBatchIn,
@@ -23,6 +25,8 @@ from leadrelay.capture.schemas import (
     SourceOut,
     SourceUpdate,
 )
+from leadrelay.capture.verification import thresholds
+from leadrelay.compliance.audit import record
 from leadrelay.core import idempotency
 from leadrelay.core.clock import utcnow
 from leadrelay.core.errors import PROBLEM_JSON, problem_body
@@ -101,6 +105,37 @@ def _result(result: intake.RowResult) -> CaptureResult:
             "lead": result.lead,
         }
     )
+
+
+def _policy_out(settings: dict[str, Any]) -> CapturePolicyOut:
+    return CapturePolicyOut(
+        business_email_policy=intake.CapturePolicy.from_settings(settings).business_email.value,
+        verification_thresholds=thresholds(settings),
+    )
+
+
+@router.get("/capture/policy")
+async def get_capture_policy(session: SessionDep, actor: CanReadSources) -> CapturePolicyOut:
+    """The tenant's capture policy: business-address rule and verification thresholds."""
+    return _policy_out((await get_tenant(session, actor.tenant_id)).settings)
+
+
+@router.patch("/capture/policy")
+async def update_capture_policy(
+    body: CapturePolicyIn, session: SessionDep, actor: CanManageSources
+) -> CapturePolicyOut:
+    tenant = await get_tenant(session, actor.tenant_id)
+    settings = dict(tenant.settings)
+    changes = body.model_dump(exclude_none=True)
+    settings.update(changes)
+    tenant.settings = settings
+    await record(
+        session,
+        actor.tenant_id,
+        actor.audit("capture.policy_updated", target_type="tenant", target_id=tenant.id, **changes),
+        now=utcnow(),
+    )
+    return _policy_out(settings)
 
 
 @router.post(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +39,21 @@ class SourceOut(BaseModel):
     is_personal_profile: bool
     default_country: str
     created_at: datetime
+
+
+class Thresholds(Input):
+    email: float = Field(default=0.7, ge=0, le=1)
+    phone: float = Field(default=0.6, ge=0, le=1)
+
+
+class CapturePolicyIn(Input):
+    business_email_policy: Literal["allow", "flag", "refuse"] | None = None
+    verification_thresholds: Thresholds | None = None
+
+
+class CapturePolicyOut(BaseModel):
+    business_email_policy: str
+    verification_thresholds: dict[str, float]
 
 
 class LeadIn(Input):
