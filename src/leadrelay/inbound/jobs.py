@@ -5,7 +5,7 @@ import uuid
 from sqlalchemy import select
 
 from leadrelay.core.clock import utcnow
-from leadrelay.core.events import emit
+from leadrelay.core.events import emit_many
 from leadrelay.core.jobs import job_app, retry_strategy, runtime
 from leadrelay.inbound.models import InboundMessage, MessageStatus
 from leadrelay.inbound.service import PROCESS_TASK
@@ -28,11 +28,13 @@ async def process_messages(
             .with_for_update(skip_locked=True)
         )
         now = utcnow()
+        events = []
         for message in messages:
-            await emit(
-                session,
-                message.tenant_id,
-                "inbound.received",
-                {"message_id": str(message.id), "endpoint_id": str(message.endpoint_id)},
+            events.append(
+                (
+                    "inbound.received",
+                    {"message_id": str(message.id), "endpoint_id": str(message.endpoint_id)},
+                )
             )
             message.status, message.processed_at = MessageStatus.PROCESSED, now
+        await emit_many(session, uuid.UUID(tenant_id), events)
