@@ -44,22 +44,27 @@ MERGE_FIELDS = (
     "title",
 )
 MATCH_FIELDS = ("email", "phone_e164", "full_name", "company", "domain", "city")
-CANDIDATES_PER_LEAD = 12
+CANDIDATES_PER_KEY = 12
 
+# One index-backed probe per blocking key (e-mail, phone, domain: b-tree; company: pg_trgm),
+# each capped, so a lead costs a few index look-ups whatever the size of the tenant.
 _CANDIDATES = text(
     """
     SELECT n.id AS lead_id, c.id AS candidate_id
     FROM leads n
     CROSS JOIN LATERAL (
-        SELECT l.id FROM leads l
-        WHERE l.status = 'new' AND l.id <> n.id
-          AND ((n.email IS NOT NULL AND l.email = n.email)
-            OR (n.phone_e164 IS NOT NULL AND l.phone_e164 = n.phone_e164)
-            OR (n.domain IS NOT NULL AND l.domain = n.domain)
-            OR (n.company_key IS NOT NULL AND (n.domain IS NULL OR l.domain IS NULL)
-                AND l.company_key % n.company_key))
-        ORDER BY l.created_at, l.id
-        LIMIT :per_lead
+        (SELECT l.id FROM leads l WHERE n.email IS NOT NULL AND l.email = n.email
+            AND l.status = 'new' AND l.id <> n.id LIMIT :per_key)
+        UNION
+        (SELECT l.id FROM leads l WHERE n.phone_e164 IS NOT NULL AND l.phone_e164 = n.phone_e164
+            AND l.status = 'new' AND l.id <> n.id LIMIT :per_key)
+        UNION
+        (SELECT l.id FROM leads l WHERE n.domain IS NOT NULL AND l.domain = n.domain
+            AND l.status = 'new' AND l.id <> n.id LIMIT :per_key)
+        UNION
+        (SELECT l.id FROM leads l WHERE n.company_key IS NOT NULL AND l.company_key % n.company_key
+            AND (n.domain IS NULL OR l.domain IS NULL)
+            AND l.status = 'new' AND l.id <> n.id LIMIT :per_key)
     ) c
     WHERE n.id = ANY(:ids) AND n.status = 'new'
     """
@@ -120,7 +125,7 @@ async def dedup_leads(
     # Company names must be close, not merely related, to be worth scoring.
     await session.execute(text("SELECT set_config('pg_trgm.similarity_threshold', '0.6', true)"))
     pairs = (
-        await session.execute(_CANDIDATES, {"ids": list(lead_ids), "per_lead": CANDIDATES_PER_LEAD})
+        await session.execute(_CANDIDATES, {"ids": list(lead_ids), "per_key": CANDIDATES_PER_KEY})
     ).all()
     if not pairs:
         return report
