@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import psycopg
+from fastapi import Request
+from fastapi.responses import Response
 from typing_extensions import override
 
 from bench.common import (
@@ -84,6 +86,21 @@ async def bare_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": BARE_BODY})
 
 
+NOOP_PATH = "/bench/noop"
+
+
+def with_noop_route(app: Any) -> Any:
+    """The framework's own floor: a route of the same FastAPI app, behind the same middleware,
+    that reads the body and answers 202 with nothing else (no signature, no database)."""
+
+    async def noop(request: Request) -> Response:
+        await request.body()
+        return Response(BARE_BODY, 202, media_type="application/json")
+
+    app.add_api_route(NOOP_PATH, noop, methods=["POST"], include_in_schema=False)
+    return app
+
+
 def dispatcher(app: ASGIApp) -> ASGIApp:
     """`/bare` to the bare endpoint, everything else (lifespan included) to `app`."""
 
@@ -127,7 +144,7 @@ def serve() -> None:
     )
     server = functools.partial(
         uvicorn.run,
-        dispatcher(create_app(settings)),
+        dispatcher(with_noop_route(create_app(settings))),
         host="127.0.0.1",
         port=int(config["port"]),
         loop=event_loop_name(),
@@ -520,6 +537,24 @@ async def _measure(c: Cluster, server: ServerProcess) -> tuple[list[Phase], Targ
     if intake.completed >= len(pool):
         intake.name += " (pool used up)"
 
+    noop_pool = build_requests(target, NOOP_PATH, 1_000, first=0, run=run + "-noop")
+    await run_phase(
+        "framework warm-up",
+        server.port,
+        noop_pool,
+        seconds=BARE_WARMUP_SECONDS,
+        cycle=True,
+        meter=meter,
+    )
+    framework = await run_phase(
+        "framework no-op",
+        server.port,
+        noop_pool,
+        seconds=MEASURE_SECONDS,
+        cycle=True,
+        meter=meter,
+    )
+
     bare_pool = build_requests(target, "/bare", 1_000, first=0, run=run + "-bare")
     await run_phase(
         "bare warm-up",
@@ -532,7 +567,7 @@ async def _measure(c: Cluster, server: ServerProcess) -> tuple[list[Phase], Targ
     bare = await run_phase(
         "bare", server.port, bare_pool, seconds=MEASURE_SECONDS, cycle=True, meter=meter
     )
-    return [warm, intake, bare], target
+    return [warm, intake, framework, bare], target
 
 
 def _event_loop_runner() -> asyncio.Runner:
@@ -554,7 +589,7 @@ def run(c: Cluster, *, profile: Path | None = None) -> list[Figure]:
                 phases, target = runner.run(_measure(c, server))
         finally:
             server.stop()
-    warm, intake, bare = phases
+    warm, intake, framework, bare = phases
     # Counted once the server has shut down, i.e. once every request's transaction has ended.
     stored = stored_counts(c, target)
     accepted = warm.statuses[202] + intake.statuses[202]
@@ -593,6 +628,10 @@ def run(c: Cluster, *, profile: Path | None = None) -> list[Figure]:
     )
 
     notes = [f"p50 {percentile(intake.latencies, 0.5) * 1000:.1f} ms"]
+    notes.append(
+        f"the app's own no-op route (same middleware, no work): {rate(framework.rate)} req/s, "
+        f"intake is {intake.rate / framework.rate:.0%} of it"
+    )
     notes.append(f"p99 {percentile(intake.latencies, 0.99) * 1000:.1f} ms")
     if not_accepted:
         notes.append(f"{not_accepted} not 202")
