@@ -80,12 +80,14 @@ def create_app(
     app.include_router(capture_router)
     app.include_router(dedup_router)
     app.include_router(provider_router)
-    from leadrelay.console import mount_console
+    from leadrelay.console import body_limits, mount_console
 
     mount_console(app)
 
     # Outermost first: ids and logs see everything, then size, then content type.
     app.add_middleware(JsonContentTypeMiddleware, raw_prefixes=RAW_BODY_PREFIXES)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, path_limits=body_limits()
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -13,7 +13,10 @@ import pytest
 from fastapi import FastAPI
 
 from leadrelay.app import create_app
+from leadrelay.console import body_limits
+from leadrelay.console.imports import UPLOAD_BODY_LIMIT
 from leadrelay.core.db import Database
+from leadrelay.core.http import BodyLimitMiddleware
 from leadrelay.core.settings import Settings
 from tests.factories import PASSWORD, TenantFactory
 
@@ -117,6 +120,20 @@ class TestProblemResponses:
             headers={**owner_headers, "content-type": "application/json"},
         )
         assert_problem(response, 422, "validation-failed")  # read and validated: name is empty
+
+    async def test_console_uploads_have_their_own_larger_limit(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings
+    ) -> None:
+        body = b"x" * (settings.max_body_bytes + 1)
+        response = await client.post(
+            "/console/imports", content=body, headers={"content-type": "text/csv"}
+        )
+        assert response.status_code == 303  # past the size gate: the console asks for a sign-in
+        limits = BodyLimitMiddleware(app, max_bytes=10, path_limits=body_limits())
+        assert limits.limit_for("/console/imports") == UPLOAD_BODY_LIMIT > settings.max_body_bytes
+        assert limits.limit_for("/console/imports/dry-runs") == UPLOAD_BODY_LIMIT
+        assert limits.limit_for("/console/importsx") == 10
+        assert limits.limit_for("/v1/leads") == 10
 
     async def test_non_numeric_content_length_is_400(self, app: FastAPI) -> None:
         messages: list[MutableMapping[str, Any]] = []

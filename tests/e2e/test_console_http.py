@@ -10,7 +10,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from leadrelay.capture import sources
+from leadrelay.capture.models import ImportIssue, ImportStatus, LeadImport
+from leadrelay.core.db import Database
 from leadrelay.identity.models import Role
+from tests.e2e.test_console_capture import SOURCE, make_vetted_source
 from tests.factories import PASSWORD, TenantCtx, TenantFactory
 
 pytestmark = pytest.mark.e2e
@@ -166,3 +170,100 @@ class TestHtmx:
         )
         assert response.status_code == 403
         assert "cannot grant the owner role" in response.text
+
+
+async def finished_import(db: Database, tenant: TenantCtx, errors: list[dict[str, str]]) -> str:
+    """An import of the tenant's vetted source whose line 7 was rejected with `errors`."""
+    await make_vetted_source(db, tenant)
+    async with db.session(tenant.id) as session:
+        source = await sources.get_source_by_name(session, SOURCE)
+        assert source is not None
+        done = LeadImport(
+            tenant_id=tenant.id,
+            source_id=source.id,
+            filename="list.csv",
+            status=ImportStatus.DONE,
+            rows_total=1,
+            rows_rejected=1,
+        )
+        session.add(done)
+        await session.flush()
+        session.add(
+            ImportIssue(
+                tenant_id=tenant.id, import_id=done.id, line=7, status="rejected", errors=errors
+            )
+        )
+    return str(done.id)
+
+
+class TestCapture:
+    async def test_error_report_neutralizes_formula_cells(
+        self, http: httpx.AsyncClient, tenant: TenantCtx, db: Database
+    ) -> None:
+        await sign_in(http, await tenant.user(Role.REVIEWER))
+        import_id = await finished_import(
+            db, tenant, [{"field": "=HYPERLINK(1)", "reason": "@SUM(A1)"}]
+        )
+        response = await http.get(f"/console/imports/{import_id}/errors.csv")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/csv")
+        assert "attachment" in response.headers["content-disposition"]
+        assert response.text.splitlines() == [
+            "line,status,field,reason",
+            "7,rejected,'=HYPERLINK(1),'@SUM(A1)",
+        ]
+
+    async def test_another_tenants_import_and_unknown_ids_are_not_found(
+        self, http: httpx.AsyncClient, tenant: TenantCtx, tenants: TenantFactory, db: Database
+    ) -> None:
+        csrf = await sign_in(http, await tenant.user(Role.OWNER))
+        theirs = await finished_import(
+            db, await tenants.create("Other Imports"), [{"field": "email", "reason": "x"}]
+        )
+        for path in (
+            f"/console/imports/{theirs}",
+            f"/console/imports/{theirs}/errors.csv",
+            f"/console/imports/dry-runs/{uuid.uuid4()}",
+            f"/console/leads/{uuid.uuid4()}",
+        ):
+            response = await http.get(path)
+            assert response.status_code == 404, path
+            assert response.headers["content-type"].startswith("text/html")
+        undo = await http.post(
+            f"/console/leads/{uuid.uuid4()}/merges/{uuid.uuid4()}/undo",
+            headers={**HTMX, "X-CSRF-Token": csrf},
+        )
+        assert undo.status_code == 404
+        assert undo.headers["hx-retarget"] == "#notices"
+
+    async def test_upload_needs_the_csrf_token_and_the_leads_write_permission(
+        self, http: httpx.AsyncClient, tenant: TenantCtx, db: Database
+    ) -> None:
+        await make_vetted_source(db, tenant)
+        files = {"file": ("a.csv", b"email\nann@ann-corp.com\n", "text/csv")}
+        csrf = await sign_in(http, await tenant.user(Role.REVIEWER))
+        forged = await http.post("/console/imports", files=files, data={"source": SOURCE})
+        assert forged.status_code == 403
+        refused = await http.post(
+            "/console/imports",
+            files=files,
+            data={"source": SOURCE, "csrf_token": csrf},
+        )
+        assert refused.status_code == 403
+        assert "leads:write" in refused.text
+
+        http.cookies.clear()
+        csrf = await sign_in(http, await tenant.user(Role.REP))
+        unknown = await http.post(
+            "/console/imports",
+            files=files,
+            data={"source": "Nowhere", "csrf_token": csrf},
+            headers=HTMX,
+        )
+        assert unknown.status_code == 422
+        assert "no source named" in unknown.text
+        accepted = await http.post(
+            "/console/imports", files=files, data={"source": SOURCE, "csrf_token": csrf}
+        )
+        assert accepted.status_code == 303
+        assert re.fullmatch(r"/console/imports/[0-9a-f-]{36}", accepted.headers["location"])

@@ -275,7 +275,11 @@ async def run_import(
     progress: Callable[[int], None] | None = None,
     actor_type: str = "system",
     actor_id: str | None = None,
+    on_started: Callable[[uuid.UUID], None] | None = None,
 ) -> ImportSummary:
+    """Import the file. `on_started` is called with the import's id as soon as its row is
+    committed (never on a dry run), so a caller running this in the background can show its
+    progress; refusals of the whole file (`CsvRefused`, `SourceRefused`) come before it."""
     layout = plan_layout(path, mapping)
     async with db.session(tenant_id) as session:
         source = sources.check_source_accepts(
@@ -300,6 +304,8 @@ async def run_import(
         encoding=layout.encoding,
         delimiter=layout.delimiter,
     )
+    if import_id is not None and on_started is not None:
+        on_started(import_id)
 
     async def flush(chunk: list[SourceRow]) -> None:
         now = utcnow()

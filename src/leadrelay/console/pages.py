@@ -8,7 +8,17 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from leadrelay.console import api_keys, audit, dashboard, dead_letters, login, users
+from leadrelay.console import (
+    api_keys,
+    audit,
+    dashboard,
+    dead_letters,
+    dedup,
+    imports,
+    leads,
+    login,
+    users,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)
@@ -23,5 +33,5 @@ async def home() -> RedirectResponse:
     return RedirectResponse("/console", status_code=303)
 
 
-for area in (login, dashboard, users, api_keys, audit, dead_letters):
+for area in (login, dashboard, leads, imports, dedup, users, api_keys, audit, dead_letters):
     router.include_router(area.router)

@@ -42,6 +42,9 @@ class NavItem:
 
 NAV: tuple[NavItem, ...] = (
     NavItem("Dashboard", "/console", Permission.TENANT_READ, "home"),
+    NavItem("Leads", "/console/leads", Permission.LEADS_READ, "leads"),
+    NavItem("Imports", "/console/imports", Permission.LEADS_READ, "upload"),
+    NavItem("Duplicate review", "/console/dedup", Permission.LEADS_READ, "merge"),
     NavItem("Users", "/console/users", Permission.USERS_READ, "users"),
     NavItem("API keys", "/console/api-keys", Permission.API_KEYS_MANAGE, "key"),
     NavItem("Audit trail", "/console/audit", Permission.AUDIT_READ, "shield"),
@@ -53,6 +56,8 @@ NAV: tuple[NavItem, ...] = (
 class Notice:
     kind: str  # "success" | "error" | "info" | "warning"
     text: str
+    href: str = ""  # an optional link after the text, to where the change can be seen
+    link: str = ""
 
 
 def format_datetime(value: datetime | None) -> Markup:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -136,16 +136,29 @@ class _BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    """413 for bodies over the limit: by Content-Length up front, and while streaming."""
+    """413 for bodies over the limit: by Content-Length up front, and while streaming.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `path_limits` maps a path (and everything below it) to its own limit, for the few routes
+    that take file uploads; the longest matching path wins."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = sorted((path_limits or {}).items(), key=lambda item: -len(item[0]))
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.path_limits:
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope.get("path", ""))
         length = _header(scope, b"content-length")
         if length is not None:
             if not length.isdigit():
@@ -157,13 +170,13 @@ class BodyLimitMiddleware:
                     "Content-Length must be a number",
                 )
                 return
-            if int(length) > self.max_bytes:
+            if int(length) > max_bytes:
                 await _send_problem(
                     send,
                     413,
                     "body-too-large",
                     "Payload too large",
-                    f"the body exceeds {self.max_bytes} bytes",
+                    f"the body exceeds {max_bytes} bytes",
                 )
                 return
             # The server holds the body to its Content-Length: nothing left to count.
@@ -179,7 +192,7 @@ class BodyLimitMiddleware:
                 413,
                 "body-too-large",
                 "Payload too large",
-                f"the body exceeds {self.max_bytes} bytes",
+                f"the body exceeds {max_bytes} bytes",
             )
 
         async def guarded_send(message: Message) -> None:
@@ -200,7 +213,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     too_large = True
                     raise _BodyTooLarge
             return message

@@ -28,6 +28,21 @@
     }
   }
 
+  // An upload over the server's limit is refused here, before it is sent.
+  document.addEventListener("change", (event) => {
+    const input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file" || !input.dataset.maxBytes) {
+      return;
+    }
+    const limit = Number(input.dataset.maxBytes);
+    const file = input.files && input.files[0];
+    const tooLarge = file && file.size > limit;
+    input.setCustomValidity(
+      tooLarge ? `The file is larger than ${Math.round(limit / 1048576)} MB.` : "",
+    );
+    if (tooLarge) input.reportValidity();
+  });
+
   document.addEventListener("click", (event) => {
     const copy = event.target.closest("[data-copy]");
     if (copy) {
