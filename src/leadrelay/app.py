@@ -23,6 +23,7 @@ from leadrelay.core.security import SecretBox, load_or_create_key
 from leadrelay.core.settings import Settings, get_settings
 from leadrelay.identity.api import router as identity_router
 from leadrelay.inbound.api import router as inbound_router
+from leadrelay.inbound.fastpath import InboundFastPath
 from leadrelay.ops.api import router as ops_router
 from leadrelay.webhooks.api import router as webhooks_router
 
@@ -84,7 +85,9 @@ def create_app(
 
     mount_console(app)
 
-    # Outermost first: ids and logs see everything, then size, then content type.
+    # Added innermost first: ids and logs see everything, then size, then content type, then
+    # the signed-webhook receiver's fast path ahead of FastAPI's routing.
+    app.add_middleware(InboundFastPath)
     app.add_middleware(JsonContentTypeMiddleware, raw_prefixes=RAW_BODY_PREFIXES)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, path_limits=body_limits()
