@@ -251,6 +251,8 @@ async def ingest(
                 new_rows.append((result.lead_id, accepted))
             for key in keys:  # later rows of the same chunk match this one
                 known.setdefault(key, result.lead_id)
+            if external:  # the source's own id names one record, within the chunk too
+                by_external.setdefault(str(external), result.lead_id)
 
         if dry_run:
             return results
