@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.capture.dedup_models import LeadMerge, MatchReview, ReviewStatus
+from leadrelay.capture.intake import STORED_FIELDS
 from leadrelay.capture.matching import (
     B2B_LEAD_CONFIG,
     Decision,
@@ -31,18 +32,8 @@ from leadrelay.compliance.audit import AuditEntry, append_events
 from leadrelay.core.errors import Conflict, NotFound
 from leadrelay.core.events import emit_many
 
-MERGE_FIELDS = (
-    "full_name",
-    "email",
-    "phone_e164",
-    "phone_type",
-    "company",
-    "company_key",
-    "domain",
-    "city",
-    "country",
-    "title",
-)
+# A merge fills the survivor's empty stored fields from the merged lead.
+MERGE_FIELDS = STORED_FIELDS
 MATCH_FIELDS = ("email", "phone_e164", "full_name", "company", "domain", "city")
 CANDIDATES_PER_KEY = 12
 
