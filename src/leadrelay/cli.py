@@ -56,6 +56,28 @@ def _settings() -> Settings:
     return settings
 
 
+def _with_database(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run one command's work with the app role's database (no migration); a domain error
+    becomes one red line and exit code 1."""
+    from leadrelay.core.errors import LeadRelayError
+
+    urls = _prepare(_settings(), migrate=False)
+
+    async def main() -> T:
+        db = Database(urls)
+        try:
+            return await work(db)
+        except LeadRelayError as error:
+            err.print(f"[red]{error.detail}[/]")
+            for item in error.errors:
+                err.print(f"  {item.get('field')}: {item.get('message')}")
+            raise typer.Exit(1) from None
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
 def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
     async def main() -> T:
         return await coro_factory()
@@ -211,35 +233,28 @@ def audit_verify(
 ) -> None:
     """Recompute every tenant's hash chain; exit 1 if any link was changed, removed or moved."""
     from leadrelay.compliance.audit import verify_chain
-    from leadrelay.core.db import Database, all_tenants
+    from leadrelay.core.db import all_tenants
 
-    settings = _settings()
-    urls = _prepare(settings, migrate=False)
+    async def go(db: Database) -> bool:
+        async with db.session() as session:
+            tenants = await all_tenants(session)
+        if tenant is not None:
+            tenants = {tenant: await _tenant_id(db, tenant)}
+        ok = True
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("verifying", total=len(tenants))
+            for slug, tenant_id in tenants.items():
+                async with db.session(tenant_id) as session:
+                    report = await verify_chain(session, tenant_id)
+                progress.advance(task)
+                if report.ok:
+                    console.print(f"[green]✓[/] {slug}: {report.checked} links intact")
+                else:
+                    ok = False
+                    console.print(f"[red]✗ {slug}: {report.reason}[/]")
+        return ok
 
-    async def go() -> bool:
-        db = Database(urls)
-        try:
-            async with db.session() as session:
-                tenants = await all_tenants(session)
-            if tenant is not None:
-                tenants = {tenant: await _tenant_id(db, tenant)}
-            ok = True
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("verifying", total=len(tenants))
-                for slug, tenant_id in tenants.items():
-                    async with db.session(tenant_id) as session:
-                        report = await verify_chain(session, tenant_id)
-                    progress.advance(task)
-                    if report.ok:
-                        console.print(f"[green]✓[/] {slug}: {report.checked} links intact")
-                    else:
-                        ok = False
-                        console.print(f"[red]✗ {slug}: {report.reason}[/]")
-            return ok
-        finally:
-            await db.dispose()
-
-    if not _run(go):
+    if not _with_database(go):
         raise typer.Exit(1)
 
 
@@ -251,52 +266,44 @@ def dead_letters_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List dead letters (newest first)."""
-    from leadrelay.core.db import Database
     from leadrelay.ops.service import list_dead_letters
 
-    settings = _settings()
-    urls = _prepare(settings, migrate=False)
-
-    async def go() -> None:
-        db = Database(urls)
-        try:
-            tenant_id = await _tenant_id(db, tenant) if tenant else None
-            async with db.session(tenant_id) as session:
-                letters = await list_dead_letters(session)
-            if as_json:
-                for x in letters:
-                    console.print_json(
-                        json.dumps(
-                            {
-                                "id": str(x.id),
-                                "task": x.task_name,
-                                "attempts": x.attempts,
-                                "error": x.error,
-                                "created_at": x.created_at.isoformat(),
-                                "replayed_at": x.replayed_at.isoformat() if x.replayed_at else None,
-                                "payload": x.payload,
-                            }
-                        ),
-                        indent=None,  # one object per line, as --json promises
-                    )
-                return
-            table = Table(title=f"dead letters ({len(letters)})")
-            for column in ("id", "task", "attempts", "error", "created", "replayed"):
-                table.add_column(column)
+    async def go(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant) if tenant else None
+        async with db.session(tenant_id) as session:
+            letters = await list_dead_letters(session)
+        if as_json:
             for x in letters:
-                table.add_row(
-                    str(x.id),
-                    x.task_name,
-                    str(x.attempts),
-                    x.error[:60],
-                    x.created_at.strftime("%Y-%m-%d %H:%M"),
-                    x.replayed_at.strftime("%Y-%m-%d %H:%M") if x.replayed_at else "",
+                console.print_json(
+                    json.dumps(
+                        {
+                            "id": str(x.id),
+                            "task": x.task_name,
+                            "attempts": x.attempts,
+                            "error": x.error,
+                            "created_at": x.created_at.isoformat(),
+                            "replayed_at": x.replayed_at.isoformat() if x.replayed_at else None,
+                            "payload": x.payload,
+                        }
+                    ),
+                    indent=None,  # one object per line, as --json promises
                 )
-            console.print(table)
-        finally:
-            await db.dispose()
+            return
+        table = Table(title=f"dead letters ({len(letters)})")
+        for column in ("id", "task", "attempts", "error", "created", "replayed"):
+            table.add_column(column)
+        for x in letters:
+            table.add_row(
+                str(x.id),
+                x.task_name,
+                str(x.attempts),
+                x.error[:60],
+                x.created_at.strftime("%Y-%m-%d %H:%M"),
+                x.replayed_at.strftime("%Y-%m-%d %H:%M") if x.replayed_at else "",
+            )
+        console.print(table)
 
-    _run(go)
+    _with_database(go)
 
 
 @dead_letters_app.command("replay")
@@ -306,27 +313,15 @@ def dead_letters_replay(
 ) -> None:
     """Queue the job again with its original payload."""
     from leadrelay.core.clock import utcnow
-    from leadrelay.core.db import Database
-    from leadrelay.core.errors import LeadRelayError
     from leadrelay.ops.service import replay_dead_letter
 
-    settings = _settings()
-    urls = _prepare(settings, migrate=False)
+    async def go(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant) if tenant else None
+        async with db.session(tenant_id) as session:
+            letter = await replay_dead_letter(session, letter_id, actor=None, now=utcnow())
+        console.print(f"[green]replayed[/] as job {letter.replay_job_id}")
 
-    async def go() -> None:
-        db = Database(urls)
-        try:
-            tenant_id = await _tenant_id(db, tenant) if tenant else None
-            async with db.session(tenant_id) as session:
-                letter = await replay_dead_letter(session, letter_id, actor=None, now=utcnow())
-            console.print(f"[green]replayed[/] as job {letter.replay_job_id}")
-        except LeadRelayError as error:
-            err.print(f"[red]{error.detail}[/]")
-            raise typer.Exit(1) from None
-        finally:
-            await db.dispose()
-
-    _run(go)
+    _with_database(go)
 
 
 @api_keys_app.command("create")
@@ -338,32 +333,24 @@ def api_keys_create(
 ) -> None:
     """Create an API key; the key is printed once and stored only as a hash."""
     from leadrelay.core.clock import utcnow
-    from leadrelay.core.db import Database
     from leadrelay.identity import service
     from leadrelay.identity.models import Role
 
-    settings = _settings()
-    urls = _prepare(settings, migrate=False)
+    async def go(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant)
+        async with db.session(tenant_id) as session:
+            issued = await service.create_api_key(
+                session,
+                service.system_principal(tenant_id),
+                name=name,
+                role=Role(role),
+                scopes=scope or [],
+                now=utcnow(),
+            )
+        console.print(f"id: {issued.key.id}")
+        console.print(f"key (shown once): [bold]{issued.token}[/]")
 
-    async def go() -> None:
-        db = Database(urls)
-        try:
-            tenant_id = await _tenant_id(db, tenant)
-            async with db.session(tenant_id) as session:
-                issued = await service.create_api_key(
-                    session,
-                    service.system_principal(tenant_id),
-                    name=name,
-                    role=Role(role),
-                    scopes=scope or [],
-                    now=utcnow(),
-                )
-            console.print(f"id: {issued.key.id}")
-            console.print(f"key (shown once): [bold]{issued.token}[/]")
-        finally:
-            await db.dispose()
-
-    _run(go)
+    _with_database(go)
 
 
 @api_keys_app.command("revoke")
@@ -372,29 +359,17 @@ def api_keys_revoke(
 ) -> None:
     """Revoke an API key at once."""
     from leadrelay.core.clock import utcnow
-    from leadrelay.core.db import Database
-    from leadrelay.core.errors import LeadRelayError
     from leadrelay.identity import service
 
-    settings = _settings()
-    urls = _prepare(settings, migrate=False)
+    async def go(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant)
+        async with db.session(tenant_id) as session:
+            await service.revoke_api_key(
+                session, service.system_principal(tenant_id), key_id, now=utcnow()
+            )
+        console.print("[green]revoked[/]")
 
-    async def go() -> None:
-        db = Database(urls)
-        try:
-            tenant_id = await _tenant_id(db, tenant)
-            async with db.session(tenant_id) as session:
-                await service.revoke_api_key(
-                    session, service.system_principal(tenant_id), key_id, now=utcnow()
-                )
-            console.print("[green]revoked[/]")
-        except LeadRelayError as error:
-            err.print(f"[red]{error.detail}[/]")
-            raise typer.Exit(1) from None
-        finally:
-            await db.dispose()
-
-    _run(go)
+    _with_database(go)
 
 
 @users_app.command("create")
@@ -413,8 +388,6 @@ def users_create(
 ) -> None:
     """Create a console user in a tenant."""
     from leadrelay.core.clock import utcnow
-    from leadrelay.core.db import Database
-    from leadrelay.core.errors import LeadRelayError
     from leadrelay.identity import service
     from leadrelay.identity.models import Role
 
@@ -426,31 +399,22 @@ def users_create(
     if len(secret) < 12:
         err.print("[red]the password needs at least 12 characters[/]")
         raise typer.Exit(2)
-    settings = _settings()
-    urls = _prepare(settings, migrate=False)
 
-    async def go() -> None:
-        db = Database(urls)
-        try:
-            tenant_id = await _tenant_id(db, tenant)
-            async with db.session(tenant_id) as session:
-                user = await service.create_user(
-                    session,
-                    service.system_principal(tenant_id),
-                    email=email,
-                    name=name or email.split("@")[0],
-                    role=Role(role),
-                    password=secret,
-                    now=utcnow(),
-                )
-            console.print(f"[green]created[/] user {user.id}")
-        except LeadRelayError as error:
-            err.print(f"[red]{error.detail}[/]")
-            raise typer.Exit(1) from None
-        finally:
-            await db.dispose()
+    async def go(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant)
+        async with db.session(tenant_id) as session:
+            user = await service.create_user(
+                session,
+                service.system_principal(tenant_id),
+                email=email,
+                name=name or email.split("@")[0],
+                role=Role(role),
+                password=secret,
+                now=utcnow(),
+            )
+        console.print(f"[green]created[/] user {user.id}")
 
-    _run(go)
+    _with_database(go)
 
 
 async def _resolve_tenant(db: Database, tenant: str | None, source: str) -> uuid.UUID:
@@ -566,40 +530,31 @@ def dedup(
     from leadrelay.capture.models import Lead, LeadStatus
     from leadrelay.core.clock import utcnow
 
-    settings = _settings()
-    urls = _prepare(settings, migrate=False)
+    async def go(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant)
+        async with db.session(tenant_id) as session:
+            total = await session.scalar(select(func.count()).where(Lead.status == LeadStatus.NEW))
+        merged = reviews = 0
+        after: uuid.UUID | None = None
+        with Progress(console=err) as progress:
+            task = progress.add_task("matching", total=total or 0)
+            while True:
+                async with db.session(tenant_id) as session:
+                    query = select(Lead.id).where(Lead.status == LeadStatus.NEW)
+                    if after is not None:
+                        query = query.where(Lead.id > after)
+                    ids = list(await session.scalars(query.order_by(Lead.id).limit(chunk)))
+                    if not ids:
+                        break
+                    report = await dedup_leads(
+                        session, tenant_id, ids, now=utcnow(), actor_type="system"
+                    )
+                merged, reviews = merged + len(report.merged), reviews + report.reviews
+                after = ids[-1]
+                progress.advance(task, len(ids))
+        console.print(f"[green]done[/]: {merged} merged, {reviews} pairs sent to review")
 
-    async def go() -> None:
-        db = Database(urls)
-        try:
-            tenant_id = await _tenant_id(db, tenant)
-            async with db.session(tenant_id) as session:
-                total = await session.scalar(
-                    select(func.count()).where(Lead.status == LeadStatus.NEW)
-                )
-            merged = reviews = 0
-            after: uuid.UUID | None = None
-            with Progress(console=err) as progress:
-                task = progress.add_task("matching", total=total or 0)
-                while True:
-                    async with db.session(tenant_id) as session:
-                        query = select(Lead.id).where(Lead.status == LeadStatus.NEW)
-                        if after is not None:
-                            query = query.where(Lead.id > after)
-                        ids = list(await session.scalars(query.order_by(Lead.id).limit(chunk)))
-                        if not ids:
-                            break
-                        report = await dedup_leads(
-                            session, tenant_id, ids, now=utcnow(), actor_type="system"
-                        )
-                    merged, reviews = merged + len(report.merged), reviews + report.reviews
-                    after = ids[-1]
-                    progress.advance(task, len(ids))
-            console.print(f"[green]done[/]: {merged} merged, {reviews} pairs sent to review")
-        finally:
-            await db.dispose()
-
-    _run(go)
+    _with_database(go)
 
 
 @export_app.command("leads")
