@@ -31,9 +31,13 @@ class _Pending:
 
 
 class IntakeBatcher:
-    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 500, max_flushes: int = 2) -> None:
         self._db = db
         self._max_batch = max_batch
+        # Two batches may be in flight, so one batch's commit (fsync) overlaps the next one's
+        # statements; each still answers only its own requests, after its own commit.
+        self._slots = asyncio.Semaphore(max_flushes)
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -47,13 +51,22 @@ class IntakeBatcher:
 
     async def _flush_forever(self) -> None:
         while True:
+            await self._slots.acquire()
             batch = [await self._queue.get()]
-            # Whatever arrived while the previous batch was being written goes together.
+            # Whatever arrived while earlier batches were being written goes together.
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._flush(batch)
+            task = asyncio.create_task(self._flush(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
     async def _flush(self, batch: list[_Pending]) -> None:
+        try:
+            await self._store(batch)
+        finally:
+            self._slots.release()
+
+    async def _store(self, batch: list[_Pending]) -> None:
         try:
             async with self._db.session() as session:
                 ids = await store_deliveries(session, [p.delivery for p in batch])
@@ -73,6 +86,8 @@ class IntakeBatcher:
                 pending.done.set_result(message_id)
 
     async def close(self) -> None:
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
