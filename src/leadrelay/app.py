@@ -19,7 +19,7 @@ from leadrelay.core.http import (
     install_error_handlers,
 )
 from leadrelay.core.logging import configure_logging
-from leadrelay.core.security import SecretBox, load_or_create_key
+from leadrelay.core.security import SecretBox, secret_keys
 from leadrelay.core.settings import Settings, get_settings
 from leadrelay.identity.api import router as identity_router
 from leadrelay.inbound.api import router as inbound_router
@@ -32,10 +32,7 @@ RAW_BODY_PREFIXES: tuple[str, ...] = ("/v1/inbound/",)
 
 
 def secret_box_for(settings: Settings) -> SecretBox:
-    key = settings.secret_key.get_secret_value() or load_or_create_key(
-        settings.data_dir / "secret.key"
-    )
-    return SecretBox(key)
+    return SecretBox(secret_keys(settings))
 
 
 def create_app(

@@ -1,6 +1,6 @@
 """Every table of every domain, imported once so metadata (and Alembic) sees them all."""
 
-from leadrelay.capture import dedup_models, provider_models
+from leadrelay.capture import dedup_models, provider_models, verification_store
 from leadrelay.capture import models as capture_models
 from leadrelay.compliance import models as compliance_models
 from leadrelay.core import events as events_models
@@ -26,5 +26,6 @@ __all__ = [
     "metadata",
     "provider_models",
     "routing_models",
+    "verification_store",
     "webhooks_models",
 ]

@@ -4,12 +4,19 @@ judged against the tenant's thresholds. No DNS server is configured here, so del
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 from sqlalchemy import select, update
 
 from leadrelay.capture.models import Lead
+from leadrelay.capture.verification import verifiers_for
+from leadrelay.capture.verification_store import DatabaseVerificationCache, VerificationRecord
+from leadrelay.capture.verify import VerificationKind, VerificationStatus, verify_cached
+from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
 from leadrelay.core.jobs import JobRuntime
+from leadrelay.core.settings import Settings
 from leadrelay.identity.models import Role, Tenant
 from tests.capture.test_intake_api import make_source
 from tests.factories import TenantFactory
@@ -52,3 +59,32 @@ class TestVerificationJob:
         assert {"email_verified", "phone_verified"} <= set(ada.flags)  # email threshold 0.5
         assert temp.verification["email"]["status"] == "risky"
         assert "email_verified" not in temp.flags
+
+
+class TestSharedCache:
+    async def test_results_are_shared_through_the_database_as_keyed_hashes(
+        self, db: Database, settings: Settings
+    ) -> None:
+        now = utcnow()
+        first = verifiers_for(settings, db)
+        result = await verify_cached(first.phone, first.cache, "+447911123456", now=now)
+        assert result.status == VerificationStatus.VALID
+        assert isinstance(first.cache, DatabaseVerificationCache)
+        await first.cache.flush()
+        async with db.session() as session:
+            rows = list(await session.scalars(select(VerificationRecord)))
+        stored = [row for row in rows if row.kind == "phone"]
+        assert stored
+        assert all("7911" not in row.value_hash for row in stored)  # never the number itself
+
+        second = verifiers_for(settings, db)  # another worker: empty memory
+        assert isinstance(second.cache, DatabaseVerificationCache)
+        assert await second.cache.get(VerificationKind.PHONE, "+447911123456", now=now) is None
+        await second.cache.prefetch(VerificationKind.PHONE, ["+447911123456"], now=now)
+        cached = await second.cache.get(VerificationKind.PHONE, "+447911123456", now=now)
+        assert cached is not None
+        assert (cached.status, cached.provider) == (result.status, result.provider)
+        stale = await second.cache.get(
+            VerificationKind.PHONE, "+447911123456", now=now + timedelta(days=31)
+        )
+        assert stale is None

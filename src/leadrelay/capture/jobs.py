@@ -29,6 +29,6 @@ async def verify_task(
     rt = runtime()
     verifiers = rt.extras.get("verifiers")
     if verifiers is None:
-        verifiers = rt.extras["verifiers"] = verifiers_for(rt.settings)
+        verifiers = rt.extras["verifiers"] = verifiers_for(rt.settings, rt.db)
     async with rt.db.session(uuid.UUID(tenant_id)) as session:
         await verify_leads(session, [uuid.UUID(i) for i in lead_ids], verifiers, now=utcnow())

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.capture.models import Lead, LeadStatus
+from leadrelay.capture.verification_store import DatabaseVerificationCache
 from leadrelay.capture.verify import (
     DEFAULT_THRESHOLDS,
     DnsResolver,
@@ -26,11 +27,14 @@ from leadrelay.capture.verify import (
     OfflinePhoneVerifier,
     PhoneVerifier,
     VerificationCache,
+    VerificationKind,
     VerificationResult,
     is_verified,
     make_resolver,
     verify_cached,
 )
+from leadrelay.core.db import Database
+from leadrelay.core.security import secret_keys
 from leadrelay.core.settings import Settings
 from leadrelay.identity.models import Tenant
 
@@ -52,13 +56,19 @@ class Verifiers:
     cache: VerificationCache
 
 
-def verifiers_for(settings: Settings) -> Verifiers:
+def verifiers_for(settings: Settings, db: Database | None = None) -> Verifiers:
+    """The offline verifiers; with `db`, results are shared through the database cache."""
     servers = [s.strip() for s in settings.dns_resolvers.split(",") if s.strip()]
     resolver: DnsResolver = make_resolver(servers) if servers else NoDns()
+    cache: VerificationCache = (
+        DatabaseVerificationCache(db, secret_keys(settings))
+        if db is not None
+        else InMemoryVerificationCache()
+    )
     return Verifiers(
         email=OfflineEmailVerifier(resolver, probe_name=None if not servers else "com."),
         phone=OfflinePhoneVerifier(),
-        cache=InMemoryVerificationCache(),
+        cache=cache,
     )
 
 
@@ -94,12 +104,21 @@ async def verify_leads(
         return 0
     tenant = await session.get(Tenant, tenant_id)
     limits = thresholds(tenant.settings if tenant else {})
-    leads = await session.scalars(
-        select(Lead)
-        .where(Lead.id.in_(lead_ids), Lead.status == LeadStatus.NEW)
-        .order_by(Lead.id)
-        .with_for_update(skip_locked=True)
+    leads = list(
+        await session.scalars(
+            select(Lead)
+            .where(Lead.id.in_(lead_ids), Lead.status == LeadStatus.NEW)
+            .order_by(Lead.id)
+            .with_for_update(skip_locked=True)
+        )
     )
+    if isinstance(verifiers.cache, DatabaseVerificationCache):
+        await verifiers.cache.prefetch(
+            VerificationKind.EMAIL, [lead.email for lead in leads if lead.email], now=now
+        )
+        await verifiers.cache.prefetch(
+            VerificationKind.PHONE, [lead.phone_e164 for lead in leads if lead.phone_e164], now=now
+        )
     updated = 0
     for lead in leads:
         verification: dict[str, Any] = dict(lead.verification)
@@ -116,4 +135,6 @@ async def verify_leads(
                 flags.add("phone_verified")
         lead.verification, lead.flags = verification, sorted(flags)
         updated += 1
+    if isinstance(verifiers.cache, DatabaseVerificationCache):
+        await verifiers.cache.flush()
     return updated

@@ -12,6 +12,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from leadrelay.core.settings import Settings
+
 _password_hasher = PasswordHasher()
 API_KEY_PREFIX = "lr_"
 # A fixed hash to verify against when the account does not exist, so that a login attempt
@@ -60,6 +62,20 @@ def api_key_prefix(token: str) -> str | None:
     if not dot or not prefix.startswith(API_KEY_PREFIX) or len(prefix) > 16:
         return None
     return prefix
+
+
+def secret_keys(settings: Settings) -> str:
+    """LEADRELAY_SECRET_KEY, or in development the key generated once into var/."""
+    return settings.secret_key.get_secret_value() or load_or_create_key(
+        settings.data_dir / "secret.key"
+    )
+
+
+def keyed_hash(keys: str, purpose: str, value: str) -> str:
+    """HMAC-SHA256 of `value` under a key derived from the secret keys and `purpose`: a
+    stable id for personal data (e-mail, phone) that reveals nothing without the key."""
+    key = hashlib.sha256(f"{purpose}\n{keys.split(',')[0]}".encode()).digest()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
 def load_or_create_key(path: Path) -> str:
