@@ -7,11 +7,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from leadrelay.capture.models import Lead
 from leadrelay.capture.verification import verifiers_for
 from leadrelay.capture.verification_store import DatabaseVerificationCache, VerificationRecord
+from leadrelay.capture.verifiers.kickbox import KickboxEmailVerifier
+from leadrelay.capture.verifiers.twilio_lookup import TwilioLookupVerifier
 from leadrelay.capture.verify import VerificationKind, VerificationStatus, verify_cached
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
@@ -88,3 +91,20 @@ class TestSharedCache:
             VerificationKind.PHONE, "+447911123456", now=now + timedelta(days=31)
         )
         assert stale is None
+
+
+class TestVerifierChoice:
+    def test_offline_by_default_and_paid_adapters_when_configured(self, settings: Settings) -> None:
+        offline = verifiers_for(settings)
+        assert (offline.email.provider, offline.phone.provider) == ("offline", "offline")
+        paid = verifiers_for(
+            settings.model_copy(
+                update={
+                    "kickbox_api_key": SecretStr("test_kickbox"),
+                    "twilio_account_sid": "ACxxxxxxxx",
+                    "twilio_auth_token": SecretStr("token"),
+                }
+            )
+        )
+        assert isinstance(paid.email, KickboxEmailVerifier)
+        assert isinstance(paid.phone, TwilioLookupVerifier)

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.capture.models import Lead, LeadStatus
 from leadrelay.capture.verification_store import DatabaseVerificationCache
+from leadrelay.capture.verifiers.kickbox import KickboxEmailVerifier
+from leadrelay.capture.verifiers.twilio_lookup import TwilioLookupVerifier
 from leadrelay.capture.verify import (
     DEFAULT_THRESHOLDS,
     DnsResolver,
@@ -65,11 +67,16 @@ def verifiers_for(settings: Settings, db: Database | None = None) -> Verifiers:
         if db is not None
         else InMemoryVerificationCache()
     )
-    return Verifiers(
-        email=OfflineEmailVerifier(resolver, probe_name=None if not servers else "com."),
-        phone=OfflinePhoneVerifier(),
-        cache=cache,
-    )
+    email: EmailVerifier = OfflineEmailVerifier(resolver, probe_name="com." if servers else None)
+    phone: PhoneVerifier = OfflinePhoneVerifier()
+    if kickbox_key := settings.kickbox_api_key.get_secret_value():
+        email = KickboxEmailVerifier(kickbox_key, base_url=settings.kickbox_base_url)
+    twilio_token = settings.twilio_auth_token.get_secret_value()
+    if settings.twilio_account_sid and twilio_token:
+        phone = TwilioLookupVerifier(
+            settings.twilio_account_sid, twilio_token, base_url=settings.twilio_lookup_base_url
+        )
+    return Verifiers(email=email, phone=phone, cache=cache)
 
 
 def thresholds(settings: Mapping[str, Any]) -> dict[str, float]:

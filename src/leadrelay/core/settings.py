@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     # DNS servers for e-mail MX checks, comma-separated IPs. Empty: no lookups, deliverability
     # is "unknown" (syntax and provider lists still apply). /etc/resolv.conf is never read.
     dns_resolvers: str = Field(default="", pattern=r"^[0-9a-fA-F:., ]*$")
+    # Paid verifiers, used instead of the offline ones when configured (each call costs money).
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_lookup_base_url: str = "https://lookups.twilio.com"
+    kickbox_api_key: SecretStr = SecretStr("")
+    kickbox_base_url: str = "https://api.kickbox.com"
     # Meta's Graph API (Lead Ads lead retrieval); a source may name its own base URL.
     meta_graph_base_url: str = Field(
         default="https://graph.facebook.com/v21.0", pattern=r"^https?://[^\s?#]+$"
