@@ -6,6 +6,7 @@ leaves streaming bodies alone.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -49,21 +50,15 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _send_problem(
+async def send_body(
     send: Send,
     status: int,
-    code: str,
-    title: str,
-    detail: str,
+    body: bytes,
+    content_type: bytes,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    import json
-
-    body = json.dumps(problem_body(status=status, code=code, title=title, detail=detail)).encode()
-    headers = [
-        (b"content-type", PROBLEM_JSON.encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
+    """A whole response from plain ASGI code (middleware and fast paths)."""
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     await send(
         {
             "type": "http.response.start",
@@ -72,6 +67,25 @@ async def _send_problem(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_problem(
+    send: Send,
+    problem: dict[str, Any],
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = json.dumps(problem).encode()
+    await send_body(send, int(problem["status"]), body, PROBLEM_JSON.encode(), extra_headers)
+
+
+async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
+    await send_problem(send, problem_body(status=status, code=code, title=title, detail=detail))
+
+
+async def _send_too_large(send: Send, max_bytes: int) -> None:
+    await _send_problem(
+        send, 413, "body-too-large", "Payload too large", f"the body exceeds {max_bytes} bytes"
+    )
 
 
 class RequestContextMiddleware:
@@ -171,13 +185,7 @@ class BodyLimitMiddleware:
                 )
                 return
             if int(length) > max_bytes:
-                await _send_problem(
-                    send,
-                    413,
-                    "body-too-large",
-                    "Payload too large",
-                    f"the body exceeds {max_bytes} bytes",
-                )
+                await _send_too_large(send, max_bytes)
                 return
             # The server holds the body to its Content-Length: nothing left to count.
             await self.app(scope, receive, send)
@@ -186,15 +194,6 @@ class BodyLimitMiddleware:
         started = False
         too_large = False
 
-        async def send_too_large() -> None:
-            await _send_problem(
-                send,
-                413,
-                "body-too-large",
-                "Payload too large",
-                f"the body exceeds {max_bytes} bytes",
-            )
-
         async def guarded_send(message: Message) -> None:
             nonlocal started
             if too_large:
@@ -202,7 +201,7 @@ class BodyLimitMiddleware:
                 # 400 "error parsing the body"); the client is owed the 413 instead.
                 if message["type"] == "http.response.start" and not started:
                     started = True
-                    await send_too_large()
+                    await _send_too_large(send, max_bytes)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -223,7 +222,7 @@ class BodyLimitMiddleware:
         except _BodyTooLarge:
             if not started:
                 started = True
-                await send_too_large()
+                await _send_too_large(send, max_bytes)
 
 
 class JsonContentTypeMiddleware:

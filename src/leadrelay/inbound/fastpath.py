@@ -9,19 +9,17 @@ body limit). Everything else passes through untouched.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from typing import Any
 
-from leadrelay.core.errors import PROBLEM_JSON, LeadRelayError, problem_body
-from leadrelay.core.http import ASGIApp, Receive, Scope, Send
+from leadrelay.core.errors import LeadRelayError, problem_body
+from leadrelay.core.http import ASGIApp, Receive, Scope, Send, send_body, send_problem
 from leadrelay.core.logging import get_logger
 from leadrelay.inbound.api import handle_delivery
 
 log = get_logger("leadrelay.inbound")
 _PATH = re.compile(r"^/v1/inbound/([0-9a-fA-F-]{32,36})$")
-_JSON = [(b"content-type", b"application/json")]
 
 
 class InboundFastPath:
@@ -48,38 +46,19 @@ class InboundFastPath:
         app: Any = scope["app"]
         try:
             code, body = await handle_delivery(app.state, endpoint_id, headers, b"".join(chunks))
-            await _respond(send, code, body, _JSON)
+            await send_body(send, code, body, b"application/json")
         except LeadRelayError as error:
-            problem = error.problem(scope.get("path"))
-            extra = [(b"www-authenticate", b"Bearer")] if error.status == 401 else []
-            await _respond(
-                send,
-                error.status,
-                json.dumps(problem).encode(),
-                [(b"content-type", PROBLEM_JSON.encode()), *extra],
-            )
+            extra = [(b"www-authenticate", b"Bearer")] if error.status == 401 else None
+            await send_problem(send, error.problem(scope.get("path")), extra)
         except Exception:
             log.exception("inbound.unhandled")
-            problem = problem_body(
-                status=500,
-                code="internal-error",
-                title="Internal error",
-                detail="something went wrong on our side; the request id says where",
-                instance=scope.get("path"),
+            await send_problem(
+                send,
+                problem_body(
+                    status=500,
+                    code="internal-error",
+                    title="Internal error",
+                    detail="something went wrong on our side; the request id says where",
+                    instance=scope.get("path"),
+                ),
             )
-            await _respond(
-                send, 500, json.dumps(problem).encode(), [(b"content-type", PROBLEM_JSON.encode())]
-            )
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
