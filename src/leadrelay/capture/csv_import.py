@@ -8,6 +8,7 @@ duplicate of an existing lead, or rejected with its line number, field and reaso
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
 import io
@@ -307,7 +308,14 @@ async def run_import(
     if import_id is not None and on_started is not None:
         on_started(import_id)
 
-    async def flush(chunk: list[SourceRow]) -> None:
+    def start_prepare(chunk: list[SourceRow]) -> asyncio.Future[intake.PreparedChunk]:
+        """Normalize a chunk on a thread while the event loop writes the one before it."""
+        rows = [row.fields for row in chunk if not row.errors]
+        return asyncio.ensure_future(
+            asyncio.to_thread(intake.prepare, rows, clean_lead, source.default_country, policy)
+        )
+
+    async def flush(chunk: list[SourceRow], prepared: asyncio.Future[intake.PreparedChunk]) -> None:
         now = utcnow()
         async with db.session(tenant_id) as session:
             chunk_source = await sources.access_source(
@@ -326,6 +334,7 @@ async def run_import(
                     actor_id=actor_id,
                     import_id=import_id,
                     dry_run=dry_run,
+                    prepared=await prepared,
                 )
                 if good
                 else []
@@ -372,16 +381,29 @@ async def run_import(
                 )
             )
 
+    # A two-stage pipeline: chunk N+1 is read and normalized while chunk N is matched and
+    # written. Writes stay in file order, so exact matching sees every earlier row.
     chunk: list[SourceRow] = []
+    pending: tuple[list[SourceRow], asyncio.Future[intake.PreparedChunk]] | None = None
     try:
         for row in read_rows(path, layout, progress=progress):
             chunk.append(row)
             if len(chunk) >= CHUNK_ROWS:
-                await flush(chunk)
-                chunk = []
+                started = (chunk, start_prepare(chunk))
+                if pending is not None:
+                    await flush(*pending)
+                pending, chunk = started, []
         if chunk:
-            await flush(chunk)
+            started = (chunk, start_prepare(chunk))
+            if pending is not None:
+                await flush(*pending)
+            pending = started
+        if pending is not None:
+            await flush(*pending)
+            pending = None
     except Exception as error:
+        if pending is not None:  # let the thread finish; its result is not needed
+            await asyncio.gather(pending[1], return_exceptions=True)
         if import_id is not None:
             async with db.session(tenant_id) as session:
                 await session.execute(

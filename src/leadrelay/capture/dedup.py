@@ -36,9 +36,13 @@ from leadrelay.core.events import emit_many
 MERGE_FIELDS = STORED_FIELDS
 MATCH_FIELDS = ("email", "phone_e164", "full_name", "company", "domain", "city")
 CANDIDATES_PER_KEY = 12
+# Company names must be close (trigram similarity >= 0.6), not merely related, to be scored.
+MAX_COMPANY_DISTANCE = 0.4
 
-# One index-backed probe per blocking key (e-mail, phone, domain: b-tree; company: pg_trgm),
-# each capped, so a lead costs a few index look-ups whatever the size of the tenant.
+# One index-backed probe per blocking key (e-mail, phone, domain: b-tree; company: the nearest
+# names by pg_trgm distance on a GiST index, kept when similarity >= 1 - MAX_COMPANY_DISTANCE),
+# each capped, so a lead costs a few index look-ups whatever the size of the tenant. Companies
+# are compared only when one side has no domain: with both domains known, the domain decides.
 _CANDIDATES = text(
     """
     SELECT n.id AS lead_id, c.id AS candidate_id
@@ -53,9 +57,15 @@ _CANDIDATES = text(
         (SELECT l.id FROM leads l WHERE n.domain IS NOT NULL AND l.domain = n.domain
             AND l.status = 'new' AND l.id <> n.id LIMIT :per_key)
         UNION
-        (SELECT l.id FROM leads l WHERE n.company_key IS NOT NULL AND l.company_key % n.company_key
-            AND (n.domain IS NULL OR l.domain IS NULL)
-            AND l.status = 'new' AND l.id <> n.id LIMIT :per_key)
+        (SELECT k.id FROM (SELECT l.id, l.company_key <-> n.company_key AS distance
+            FROM leads l WHERE n.company_key IS NOT NULL AND n.domain IS NULL
+            AND l.status = 'new' AND l.id <> n.id
+            ORDER BY distance LIMIT :per_key) k WHERE k.distance <= :max_distance)
+        UNION
+        (SELECT k.id FROM (SELECT l.id, l.company_key <-> n.company_key AS distance
+            FROM leads l WHERE n.company_key IS NOT NULL AND n.domain IS NOT NULL
+            AND l.domain IS NULL AND l.status = 'new' AND l.id <> n.id
+            ORDER BY distance LIMIT :per_key) k WHERE k.distance <= :max_distance)
     ) c
     WHERE n.id = ANY(:ids) AND n.status = 'new'
     """
@@ -113,10 +123,15 @@ async def dedup_leads(
     its oldest lead, so the outcome does not depend on arrival order); likely ones are queued
     for review."""
     report = DedupReport()
-    # Company names must be close, not merely related, to be worth scoring.
-    await session.execute(text("SELECT set_config('pg_trgm.similarity_threshold', '0.6', true)"))
     pairs = (
-        await session.execute(_CANDIDATES, {"ids": list(lead_ids), "per_key": CANDIDATES_PER_KEY})
+        await session.execute(
+            _CANDIDATES,
+            {
+                "ids": list(lead_ids),
+                "per_key": CANDIDATES_PER_KEY,
+                "max_distance": MAX_COMPANY_DISTANCE,
+            },
+        )
     ).all()
     if not pairs:
         return report

@@ -1,5 +1,5 @@
 """Tables of fuzzy deduplication: undoable merges and the review queue, plus the pg_trgm
-blocking indexes on leads (migration 0007)."""
+blocking indexes on leads (migrations 0007, 0009)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,19 @@ from leadrelay.core.db import Base
 from leadrelay.core.models import CreatedAt, TenantOwned, UUIDPk
 
 Index("ix_leads_tenant_id_domain", Lead.tenant_id, Lead.domain)
+# Nearest-neighbour probes on company names (migration 0009 explains why GiST, not GIN).
 Index(
-    "ix_leads_company_key_trgm",
+    "ix_leads_company_key_knn",
     Lead.company_key,
-    postgresql_using="gin",
-    postgresql_ops={"company_key": "gin_trgm_ops"},
+    postgresql_using="gist",
+    postgresql_ops={"company_key": "gist_trgm_ops"},
+)
+Index(
+    "ix_leads_company_key_knn_no_domain",
+    Lead.company_key,
+    postgresql_using="gist",
+    postgresql_ops={"company_key": "gist_trgm_ops"},
+    postgresql_where=text("domain IS NULL"),
 )
 
 

@@ -181,30 +181,36 @@ _INSERT_EXTERNAL = (
 THREAD_ROWS = 50
 
 
-def _clean_rows(
+@dataclass(slots=True)
+class PreparedChunk:
+    """A chunk after normalization and the policy decision, before anything is matched or
+    written: pure CPU, so a caller may prepare the next chunk while this one is written."""
+
+    results: list[RowResult]
+    cleans: list[CleanLead | None]  # None where the row is rejected
+
+
+def prepare(
     rows: Sequence[Mapping[str, str | None]],
     normalize: Normalizer,
     region: str | None,
     policy: CapturePolicy,
-) -> Callable[[], tuple[list[RowResult], list[CleanLead | None]]]:
-    def run() -> tuple[list[RowResult], list[CleanLead | None]]:
-        results: list[RowResult] = []
-        cleans: list[CleanLead | None] = []
-        for index, row in enumerate(rows):
-            clean = normalize(row, region)
-            reasons = decide(clean, policy)
-            results.append(
-                RowResult(
-                    index,
-                    RowStatus.REJECTED if reasons else RowStatus.ACCEPTED,
-                    errors=reasons + list(clean.errors),
-                    lead={**clean.values, "flags": list(clean.flags)},
-                )
+) -> PreparedChunk:
+    results: list[RowResult] = []
+    cleans: list[CleanLead | None] = []
+    for index, row in enumerate(rows):
+        clean = normalize(row, region)
+        reasons = decide(clean, policy)
+        results.append(
+            RowResult(
+                index,
+                RowStatus.REJECTED if reasons else RowStatus.ACCEPTED,
+                errors=reasons + list(clean.errors),
+                lead={**clean.values, "flags": list(clean.flags)},
             )
-            cleans.append(None if reasons else clean)
-        return results, cleans
-
-    return run
+        )
+        cleans.append(None if reasons else clean)
+    return PreparedChunk(results, cleans)
 
 
 def _columns(rows: Sequence[tuple[uuid.UUID, CleanLead]], names: Sequence[str]) -> list[Any]:
@@ -223,17 +229,22 @@ async def ingest(
     actor_id: str | None = None,
     import_id: uuid.UUID | None = None,
     dry_run: bool = False,
+    prepared: PreparedChunk | None = None,
 ) -> list[RowResult]:
     """Capture a chunk of rows from one (already accepted) source. Caller's transaction; the
     session is bound to the source's tenant. `dry_run` normalizes, matches and reports, and
-    writes nothing."""
+    writes nothing. `prepared` is `prepare(rows, normalize, source.default_country, policy)`
+    when the caller already ran it (the CSV import overlaps it with the previous chunk's
+    writes)."""
     tenant_id = source.tenant_id
-    # Normalizing a chunk is pure CPU (tenths of a second for a thousand rows): off the event
-    # loop, so the process keeps answering other requests meanwhile.
-    clean_rows = _clean_rows(rows, normalize, source.default_country, policy)
-    results, cleans = (
-        await asyncio.to_thread(clean_rows) if len(rows) >= THREAD_ROWS else clean_rows()
-    )
+    if prepared is None:
+        # Normalizing a chunk is pure CPU (tenths of a second for a thousand rows): off the
+        # event loop, so the process keeps answering other requests meanwhile.
+        args = (rows, normalize, source.default_country, policy)
+        prepared = (
+            await asyncio.to_thread(prepare, *args) if len(rows) >= THREAD_ROWS else prepare(*args)
+        )
+    results, cleans = prepared.results, prepared.cleans
 
     connection = await raw_connection(session)
     async with connection.cursor() as cursor:
