@@ -10,6 +10,7 @@ from leadrelay.core.db import Base
 from leadrelay.identity import models as identity_models
 from leadrelay.inbound import models as inbound_models
 from leadrelay.routing import models as routing_models
+from leadrelay.scoring import models as scoring_models
 from leadrelay.webhooks import models as webhooks_models
 
 metadata = Base.metadata
@@ -26,6 +27,7 @@ __all__ = [
     "metadata",
     "provider_models",
     "routing_models",
+    "scoring_models",
     "verification_store",
     "webhooks_models",
 ]

@@ -21,6 +21,7 @@ from leadrelay.identity.models import ApiKey, Role, User
 from leadrelay.identity.permissions import MATRIX, Permission
 from leadrelay.inbound.api import router as inbound_router
 from leadrelay.ops.api import router as ops_router
+from leadrelay.scoring.api import router as scoring_router
 from leadrelay.webhooks.api import router as webhooks_router
 from leadrelay.webhooks.models import WebhookEndpoint
 from tests.factories import PASSWORD, TenantCtx, TenantFactory
@@ -424,6 +425,16 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("POST", "/v1/leads", P.LEADS_WRITE),
     ("POST", "/v1/leads/batch", P.LEADS_WRITE),
     ("GET", "/v1/leads/{id}", P.LEADS_READ),
+    ("GET", "/v1/leads/{id}/score", P.LEADS_READ),
+    ("GET", "/v1/scoring/versions", P.SCORING_READ),
+    ("POST", "/v1/scoring/versions", P.SCORING_MANAGE),
+    ("GET", "/v1/scoring/versions/{id}", P.SCORING_READ),
+    ("PUT", "/v1/scoring/versions/{id}", P.SCORING_MANAGE),
+    ("POST", "/v1/scoring/versions/{id}/activate", P.SCORING_MANAGE),
+    ("GET", "/v1/scoring/versions/{id}/quality", P.SCORING_READ),
+    ("POST", "/v1/scoring/versions/{id}/suggest", P.SCORING_MANAGE),
+    ("POST", "/v1/scoring/try", P.SCORING_READ),
+    ("GET", "/v1/runs/{id}", P.SCORING_READ),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
 # Authenticated by the sender's signature, not by an API key (tests/inbound, tests/capture).
@@ -455,6 +466,7 @@ class TestPermissionMatrix:
             inbound_router,
             capture_router,
             provider_router,
+            scoring_router,
         ):
             for route in router.routes:
                 assert isinstance(route, APIRoute)
@@ -465,7 +477,16 @@ class TestPermissionMatrix:
         listed = {
             (method, path.replace("{id}", name).replace("{delivery}", "delivery_id"))
             for method, path, _ in ROUTES
-            for name in ("user_id", "key_id", "letter_id", "endpoint_id", "source_id", "lead_id")
+            for name in (
+                "user_id",
+                "key_id",
+                "letter_id",
+                "endpoint_id",
+                "source_id",
+                "lead_id",
+                "version_id",
+                "run_id",
+            )
         } | OPEN_TO_EVERY_KEY
         assert declared - SIGNED_BY_SENDER <= listed
         assert len(declared) == len(ROUTES) + len(OPEN_TO_EVERY_KEY) + len(SIGNED_BY_SENDER)
@@ -488,7 +509,7 @@ class TestPermissionMatrix:
         for role, headers in staff.items():
             response = await client.request(method, url, json=body, headers=headers)
             if permission in MATRIX[role]:
-                assert response.status_code in {200, 404, 422}, (role, response.text)
+                assert response.status_code in {200, 201, 202, 404, 422}, (role, response.text)
             else:
                 problem = assert_problem(response, 403, "forbidden")
                 assert permission.value in problem["detail"], role

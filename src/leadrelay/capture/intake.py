@@ -29,6 +29,7 @@ from leadrelay.core.jobs import defer
 # Registered by capture.jobs (which imports this module).
 DEDUP_TASK = "capture.dedup_leads"
 VERIFY_TASK = "capture.verify_leads"
+SCORE_TASK = "scoring.score_leads"  # registered by scoring.jobs; deferred after verification
 
 # Fields a source may send (after column mapping); anything else is refused by name.
 INPUT_FIELDS = (

@@ -36,6 +36,8 @@ TASK_MODULES = [
     "leadrelay.inbound.jobs",
     "leadrelay.capture.jobs",
     "leadrelay.capture.provider_jobs",
+    "leadrelay.scoring.jobs",
+    "leadrelay.routing.jobs",
     "leadrelay.schedules",
 ]
 

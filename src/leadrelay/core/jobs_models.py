@@ -1,4 +1,5 @@
-"""Tables of the job machinery: dead letters, worker heartbeats, inbound replay receipts."""
+"""Tables of the job machinery: dead letters, worker heartbeats, inbound replay receipts, and
+the progress of long runs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadrelay.core.db import Base
-from leadrelay.core.models import CreatedAt, UUIDPk
+from leadrelay.core.models import CreatedAt, TenantOwned, UUIDPk
 
 
 class DeadLetter(Base):
@@ -54,3 +55,20 @@ class WebhookReceipt(Base):
     seen_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=text("now()"), index=True
     )
+
+
+class JobRun(TenantOwned, Base):
+    """A long piece of work a person started (rescoring a tenant, a dedup run…), with its
+    progress, so the console and API can show how far it got."""
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[UUIDPk]
+    kind: Mapped[str] = mapped_column(String(50), index=True)
+    status: Mapped[str] = mapped_column(String(20), server_default=text("'running'"))
+    total: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    data: Mapped[dict[str, object]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[CreatedAt]
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -59,4 +59,12 @@ TENANT_TABLES: tuple[str, ...] = (
     "inbound_endpoints",
     "inbound_messages",
     "lead_messages",
+    "job_runs",
+    "icp_versions",
+    "lead_scores",
+    "lead_outcomes",
+    "crm_connections",
+    "rep_time_off",
+    "routing_rules",
+    "lead_assignments",
 )

@@ -24,6 +24,10 @@ class Permission(StrEnum):
     LEADS_READ = "leads:read"
     LEADS_WRITE = "leads:write"
     APPROVALS_REVIEW = "approvals:review"
+    SCORING_READ = "scoring:read"
+    SCORING_MANAGE = "scoring:manage"  # edit and activate ICP versions, import outcomes, CRM
+    ROUTING_READ = "routing:read"
+    ROUTING_MANAGE = "routing:manage"  # rules, teams, reps, hours, time off, reassignments
 
 
 _ALL = frozenset(Permission)
@@ -43,10 +47,16 @@ MATRIX: dict[Role, frozenset[Permission]] = {
             P.LEADS_READ,
             P.LEADS_WRITE,
             P.APPROVALS_REVIEW,
+            P.SCORING_READ,
+            P.SCORING_MANAGE,
+            P.ROUTING_READ,
+            P.ROUTING_MANAGE,
         }
     ),
     Role.REVIEWER: frozenset({P.TENANT_READ, P.LEADS_READ, P.APPROVALS_REVIEW}),
-    Role.REP: frozenset({P.TENANT_READ, P.SOURCES_READ, P.LEADS_READ, P.LEADS_WRITE}),
+    Role.REP: frozenset(
+        {P.TENANT_READ, P.SOURCES_READ, P.LEADS_READ, P.LEADS_WRITE, P.SCORING_READ, P.ROUTING_READ}
+    ),
     Role.OPERATOR: frozenset(
         {
             P.TENANT_READ,

@@ -1,0 +1,80 @@
+"""A lead as facts: the flat dictionary that scoring and routing rules read.
+
+Capture owns the lead tables, so the facts are assembled here, a chunk of leads per query, and
+other packages see only this dictionary (its names are `scoring.rules.LEAD_FACTS`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadrelay.capture.normalize import registrable_domain
+
+_FACTS = text(
+    """
+    SELECT l.id, l.full_name, l.email, l.phone_e164, l.phone_type, l.company, l.domain, l.city,
+           l.country, l.title, l.flags, l.verification, l.attributes, l.created_at,
+           s.name AS source, s.kind AS source_kind,
+           (SELECT count(*) FROM lead_messages m
+             WHERE m.lead_id = l.id AND m.direction = 'inbound') AS replies
+    FROM leads l JOIN sources s ON s.id = l.source_id
+    WHERE l.id = ANY(:ids) AND l.status = 'new'
+    """
+)
+
+
+def _phone_country(e164: str | None) -> str | None:
+    if not e164:
+        return None
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164)) or None
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def facts_of(row: Any, now: datetime) -> dict[str, Any]:
+    verification = row.verification or {}
+    email = verification.get("email") or {}
+    phone = verification.get("phone") or {}
+    facts: dict[str, Any] = {
+        "full_name": row.full_name or None,
+        "email": row.email,
+        "email_domain": registrable_domain(row.email) if row.email else None,
+        "phone_e164": row.phone_e164,
+        "phone_type": row.phone_type,
+        "phone_country": _phone_country(row.phone_e164),
+        "company": row.company,
+        "domain": row.domain,
+        "city": row.city,
+        "country": row.country,
+        "title": row.title,
+        "source": row.source,
+        "source_kind": row.source_kind,
+        "flags": list(row.flags or []),
+        "email_verified": email.get("verified") if email else None,
+        "phone_verified": phone.get("verified") if phone else None,
+        "email_confidence": email.get("confidence") if email else None,
+        "phone_confidence": phone.get("confidence") if phone else None,
+        "age_days": max(0.0, (now - row.created_at).total_seconds() / 86400),
+        "replies": int(row.replies),
+    }
+    for key, value in (row.attributes or {}).items():
+        facts[f"attributes.{key}"] = value
+    return facts
+
+
+async def lead_facts(
+    session: AsyncSession, lead_ids: Sequence[uuid.UUID], *, now: datetime
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """Facts of the live leads among `lead_ids` (merged or missing ones are left out)."""
+    if not lead_ids:
+        return {}
+    rows = await session.execute(_FACTS, {"ids": list(lead_ids)})
+    return {row.id: facts_of(row, now) for row in rows}

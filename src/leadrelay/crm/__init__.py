@@ -1,0 +1,1 @@
+"""CRM outcome sync: connectors that bring won/lost/disqualified labels back to leads."""

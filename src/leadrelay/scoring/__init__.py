@@ -1,0 +1,1 @@
+"""ICP scoring: versioned rule sets, the scorer, and quality from outcomes."""
