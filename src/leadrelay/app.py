@@ -25,6 +25,7 @@ from leadrelay.identity.api import router as identity_router
 from leadrelay.inbound.api import router as inbound_router
 from leadrelay.inbound.fastpath import InboundFastPath
 from leadrelay.ops.api import router as ops_router
+from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import router as scoring_router
 from leadrelay.webhooks.api import router as webhooks_router
 
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(dedup_router)
     app.include_router(provider_router)
     app.include_router(scoring_router)
+    app.include_router(routing_router)
     from leadrelay.console import body_limits, mount_console
 
     mount_console(app)

@@ -21,6 +21,7 @@ from leadrelay.identity.models import ApiKey, Role, User
 from leadrelay.identity.permissions import MATRIX, Permission
 from leadrelay.inbound.api import router as inbound_router
 from leadrelay.ops.api import router as ops_router
+from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import router as scoring_router
 from leadrelay.webhooks.api import router as webhooks_router
 from leadrelay.webhooks.models import WebhookEndpoint
@@ -435,6 +436,23 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("POST", "/v1/scoring/versions/{id}/suggest", P.SCORING_MANAGE),
     ("POST", "/v1/scoring/try", P.SCORING_READ),
     ("GET", "/v1/runs/{id}", P.SCORING_READ),
+    ("GET", "/v1/teams", P.ROUTING_READ),
+    ("POST", "/v1/teams", P.ROUTING_MANAGE),
+    ("PATCH", "/v1/teams/{id}", P.ROUTING_MANAGE),
+    ("GET", "/v1/reps", P.ROUTING_READ),
+    ("POST", "/v1/reps", P.ROUTING_MANAGE),
+    ("PATCH", "/v1/reps/{id}", P.ROUTING_MANAGE),
+    ("POST", "/v1/reps/{id}/time-off", P.ROUTING_MANAGE),
+    ("GET", "/v1/routing/rules", P.ROUTING_READ),
+    ("POST", "/v1/routing/rules", P.ROUTING_MANAGE),
+    ("PUT", "/v1/routing/rules/{id}", P.ROUTING_MANAGE),
+    ("DELETE", "/v1/routing/rules/{id}", P.ROUTING_MANAGE),
+    ("POST", "/v1/routing/simulate", P.ROUTING_READ),
+    ("GET", "/v1/routing/queue", P.ROUTING_READ),
+    ("GET", "/v1/routing/sla", P.ROUTING_READ),
+    ("GET", "/v1/leads/{id}/assignment", P.LEADS_READ),
+    ("POST", "/v1/leads/{id}/route", P.ROUTING_MANAGE),
+    ("POST", "/v1/leads/{id}/touch", P.LEADS_WRITE),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
 # Authenticated by the sender's signature, not by an API key (tests/inbound, tests/capture).
@@ -467,6 +485,7 @@ class TestPermissionMatrix:
             capture_router,
             provider_router,
             scoring_router,
+            routing_router,
         ):
             for route in router.routes:
                 assert isinstance(route, APIRoute)
@@ -486,6 +505,9 @@ class TestPermissionMatrix:
                 "lead_id",
                 "version_id",
                 "run_id",
+                "team_id",
+                "rep_id",
+                "rule_id",
             )
         } | OPEN_TO_EVERY_KEY
         assert declared - SIGNED_BY_SENDER <= listed

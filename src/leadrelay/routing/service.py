@@ -348,3 +348,100 @@ async def current_assignment(
     if lock:
         query = query.with_for_update()
     return await session.scalar(query)
+
+
+async def work_queue(session: AsyncSession, *, limit: int = 200) -> list[Assignment]:
+    """Leads no rule or rep could take, oldest first, with the reason."""
+    return list(
+        await session.scalars(
+            select(Assignment)
+            .where(Assignment.status == AssignmentStatus.QUEUED)
+            .order_by(Assignment.decided_at, Assignment.id)
+            .limit(limit)
+        )
+    )
+
+
+async def sla_timers(session: AsyncSession, *, limit: int = 200) -> list[Assignment]:
+    """Open assignments with a first-touch deadline and no touch yet, the most urgent first
+    (breached ones included, so a manager sees them until someone acts)."""
+    return list(
+        await session.scalars(
+            select(Assignment)
+            .where(
+                Assignment.status == AssignmentStatus.ASSIGNED,
+                Assignment.first_touch_at.is_(None),
+                Assignment.sla_due_at.is_not(None),
+            )
+            .order_by(Assignment.sla_due_at, Assignment.id)
+            .limit(limit)
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SlaSweep:
+    breached: int
+    reassigned: int
+
+
+async def enforce_sla(session: AsyncSession, tenant_id: uuid.UUID, *, now: datetime) -> SlaSweep:
+    """Mark every assignment past its first-touch deadline as breached (once), alert through
+    `sla.breached` (outbox: webhooks and the team manager) and the audit trail, and hand the
+    lead to someone else where the team asks for it (the breaching rep is left out)."""
+    overdue = list(
+        await session.scalars(
+            select(Assignment)
+            .where(
+                Assignment.status == AssignmentStatus.ASSIGNED,
+                Assignment.first_touch_at.is_(None),
+                Assignment.breached_at.is_(None),
+                Assignment.sla_due_at < now,
+            )
+            .order_by(Assignment.sla_due_at)
+            .limit(500)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not overdue:
+        return SlaSweep(0, 0)
+    teams = {t.id: t for t in await session.scalars(select(Team))}
+    events: list[tuple[str, dict[str, Any]]] = []
+    audit: list[AuditEntry] = []
+    reassign: list[Assignment] = []
+    for assignment in overdue:
+        assignment.breached_at = now
+        team = teams.get(assignment.team_id) if assignment.team_id else None
+        payload = {
+            "lead_id": str(assignment.lead_id),
+            "assignment_id": str(assignment.id),
+            "rep_id": str(assignment.rep_id) if assignment.rep_id else None,
+            "team_id": str(assignment.team_id) if assignment.team_id else None,
+            "manager_user_id": str(team.manager_user_id) if team and team.manager_user_id else None,
+            "due_at": assignment.sla_due_at.isoformat() if assignment.sla_due_at else None,
+        }
+        events.append(("sla.breached", payload))
+        audit.append(
+            AuditEntry(
+                "lead.sla_breached",
+                actor_type="system",
+                target_type="lead",
+                target_id=str(assignment.lead_id),
+                data={k: v for k, v in payload.items() if k != "lead_id"},
+            )
+        )
+        if team is not None and team.sla_reassign:
+            reassign.append(assignment)
+    await emit_many(session, tenant_id, events)
+    await append_events(session, tenant_id, audit, now=now)
+    reassigned = 0
+    for assignment in reassign:
+        assignment.status = AssignmentStatus.REASSIGNED
+        assignment.closed_at = now
+        await session.flush()
+        exclude = [assignment.rep_id] if assignment.rep_id else []
+        routed = await route_leads(
+            session, tenant_id, [assignment.lead_id], now=now, exclude_reps=exclude
+        )
+        reassigned += sum(1 for r in routed if r.decision.rep_id is not None)
+    return SlaSweep(len(overdue), reassigned)
