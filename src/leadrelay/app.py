@@ -26,11 +26,13 @@ from leadrelay.inbound.api import router as inbound_router
 from leadrelay.inbound.fastpath import InboundFastPath
 from leadrelay.ops.api import router as ops_router
 from leadrelay.routing.api import router as routing_router
+from leadrelay.scoring.api import OUTCOMES_UPLOAD_LIMIT, OUTCOMES_UPLOAD_PATH
 from leadrelay.scoring.api import router as scoring_router
 from leadrelay.webhooks.api import router as webhooks_router
 
 # Routes that read their own raw body (signed inbound webhooks, file uploads).
-RAW_BODY_PREFIXES: tuple[str, ...] = ("/v1/inbound/",)
+# Routes that read their own bodies: signed webhooks (raw bytes), file uploads (multipart).
+RAW_BODY_PREFIXES: tuple[str, ...] = ("/v1/inbound/", OUTCOMES_UPLOAD_PATH)
 
 
 def secret_box_for(settings: Settings) -> SecretBox:
@@ -91,7 +93,9 @@ def create_app(
     app.add_middleware(InboundFastPath)
     app.add_middleware(JsonContentTypeMiddleware, raw_prefixes=RAW_BODY_PREFIXES)
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, path_limits=body_limits()
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        path_limits={**body_limits(), OUTCOMES_UPLOAD_PATH: OUTCOMES_UPLOAD_LIMIT},
     )
     app.add_middleware(RequestContextMiddleware)
     return app

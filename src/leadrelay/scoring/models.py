@@ -116,8 +116,6 @@ class LeadOutcome(TenantOwned, Base):
     amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
     currency: Mapped[str | None] = mapped_column(String(3))
     closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # Kept when no lead matched yet, so a later lead with this address can pick it up.
-    email_hashes: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[CreatedAt]
 
