@@ -1,4 +1,5 @@
-"""Demo data for a first start: 2 tenants, 3 teams, 6 reps, 20 leads from varied sources."""
+"""Demo data for a first start: 2 tenants, 3 teams, 6 reps, 20 leads from varied sources, an
+active ICP and routing rules — the worker then verifies, scores and routes the leads."""
 
 from __future__ import annotations
 
@@ -15,9 +16,40 @@ from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database, all_tenants
 from leadrelay.identity import service as identity
 from leadrelay.identity.models import Role
-from leadrelay.routing.models import Rep, Team
+from leadrelay.routing.models import Rep, RoutingRuleRow, Team
+from leadrelay.scoring import service as scoring
+from leadrelay.scoring.icp import RuleSetBody
 
 DEMO_PASSWORD = "leadrelay-demo"  # noqa: S105 - printed at start-up, demo tenants only
+OFFICE_HOURS = {day: [["09:00", "17:30"]] for day in ("mon", "tue", "wed", "thu", "fri")}
+
+
+def _rule(
+    rule_id: str, label: str, fact: str, op: str, value: object, points: int
+) -> dict[str, object]:
+    return {
+        "id": rule_id,
+        "label": label,
+        "when": [{"fact": fact, "op": op, "value": value}],
+        "points": points,
+    }
+
+
+DEMO_ICP = RuleSetBody.model_validate(
+    {
+        "threshold": 60,
+        "rules": [
+            _rule("verified-email", "E-mail verified", "email_verified", "equals", True, 30),
+            # Offline (no DNS), a well-formed address on a real domain rates 0.5: unknown.
+            _rule("plausible-email", "E-mail plausible", "email_confidence", "gte", 0.5, 15),
+            _rule("verified-phone", "Phone verified", "phone_verified", "equals", True, 20),
+            _rule("company", "Company known", "company", "exists", True, 25),
+            _rule("partner", "Partner referral", "source_kind", "equals", "vetted_provider", 15),
+            _rule("free-mail", "Personal mailbox", "flags", "contains", "free_email", -25),
+            _rule("role-account", "Role account (info@…)", "flags", "contains", "role_email", -20),
+        ],
+    }
+)
 
 
 @dataclass
@@ -28,6 +60,9 @@ class DemoTenant:
     teams: dict[str, list[tuple[str, str, list[str]]]]  # team -> [(rep, tz, territories)]
     leads: list[tuple[str, str, str, str, str]]  # name, email, phone, company, source key
     users: list[tuple[str, Role]] = field(default_factory=list)
+    # Routing rules in order: (name, conditions, team); the first team is the fallback of
+    # the others, so a lead no rule or rep takes still finds someone when one is free.
+    rules: list[tuple[str, list[dict[str, object]], str]] = field(default_factory=list)
 
 
 ASSESSMENT = (
@@ -49,12 +84,12 @@ TENANTS = [
         country="US",
         teams={
             "West Coast": [
-                ("Maya Chen", "America/Los_Angeles", ["CA", "OR"]),
-                ("Luis Ortega", "America/Los_Angeles", ["CA", "WA"]),
+                ("Maya Chen", "America/Los_Angeles", ["US"]),
+                ("Luis Ortega", "America/Los_Angeles", ["US"]),
             ],
             "East Coast": [
-                ("Priya Nair", "America/New_York", ["NY", "NJ"]),
-                ("Tom Becker", "America/New_York", ["MA", "NY"]),
+                ("Priya Nair", "America/New_York", ["US"]),
+                ("Tom Becker", "America/New_York", ["US"]),
             ],
         },
         leads=[
@@ -70,6 +105,14 @@ TENANTS = [
             ("James Wilson", "info@oakmont.org", "+1 718 555 0102", "Oakmont", "web"),
             ("Mia Johnson", "mia@crescent.ai", "+1 510 555 0117", "Crescent AI", "csv"),
             ("Lucas Martin", "lucas@pinecrest.net", "+1 781 555 0191", "Pinecrest", "meta"),
+        ],
+        rules=[
+            (
+                "Partner referrals go East",
+                [{"fact": "source_kind", "op": "equals", "value": "vetted_provider"}],
+                "East Coast",
+            ),
+            ("Everyone else", [], "West Coast"),
         ],
         users=[
             ("owner@acme.test", Role.OWNER),
@@ -98,6 +141,7 @@ TENANTS = [
             ("Oscar Bell", "oscar@tidewater.org.uk", "029 2018 0723", "Tidewater", "csv"),
             ("Lily Foster", "lily@hearthstone.co.uk", "0113 496 0550", "Hearthstone", "partner"),
         ],
+        rules=[("All of the UK and Ireland", [], "UK & Ireland")],
         users=[
             ("owner@northwind.test", Role.OWNER),
             ("rep@northwind.test", Role.REP),
@@ -150,11 +194,13 @@ async def load_demo(db: Database) -> list[DemoLogin]:
                     default_country=spec.country,
                 )
                 session.add(sources[key])
+            teams: dict[str, Team] = {}
             for team_name, reps in spec.teams.items():
-                team = Team(tenant_id=tenant.id, name=team_name)
+                team = Team(tenant_id=tenant.id, name=team_name, sla_minutes=60)
                 session.add(team)
                 await session.flush()
-                for rep_name, tz, territories in reps:
+                teams[team_name] = team
+                for n, (rep_name, tz, territories) in enumerate(reps):
                     session.add(
                         Rep(
                             tenant_id=tenant.id,
@@ -162,9 +208,33 @@ async def load_demo(db: Database) -> list[DemoLogin]:
                             name=rep_name,
                             timezone=tz,
                             territories=territories,
+                            # Every second rep keeps office hours, so traces show them.
+                            working_hours=OFFICE_HOURS if n % 2 else None,
                         )
                     )
+            first = next(iter(teams.values()))
+            for team in teams.values():
+                if team is not first:
+                    team.fallback_team_id = first.id
+            for position, (rule_name, conditions, team_name) in enumerate(spec.rules):
+                session.add(
+                    RoutingRuleRow(
+                        tenant_id=tenant.id,
+                        name=rule_name,
+                        position=position,
+                        when=conditions,
+                        team_id=teams[team_name].id,
+                    )
+                )
             await session.flush()
+            # The ICP is active before the leads arrive: the jobs that follow intake verify,
+            # score and route them, as they would any lead.
+            await scoring.activate(
+                session,
+                actor,
+                (await scoring.create_draft(session, actor, DEMO_ICP, now=now, note="Demo")).id,
+                now=now,
+            )
             # Demo leads take the same path as every other lead: normalized, matched, with
             # provenance, `lead.created` events and an audit entry per source.
             for source_key, source in sources.items():

@@ -299,3 +299,53 @@ class TestConcurrency:
         per_rep = Counter(rep for _, rep in rows)
         assert len(per_rep) == 7
         assert set(per_rep.values()) <= {142, 143}, per_rep
+
+
+class TestLeadFilters:
+    async def test_leads_filter_by_score_owner_and_unassigned(
+        self, client: httpx.AsyncClient, tenant: TenantCtx, db: Database
+    ) -> None:
+        headers = await tenant.headers(Role.MANAGER)
+        team = await post(client, "/v1/teams", {"name": "T"}, headers)
+        rep = await post(client, "/v1/reps", {"team_id": team["id"], "name": "R"}, headers)
+        await post(
+            client,
+            "/v1/routing/rules",
+            {
+                "name": "US",
+                "position": 0,
+                "team_id": team["id"],
+                "when": [{"fact": "country", "op": "equals", "value": "US"}],
+            },
+            headers,
+        )
+        rules = [
+            {
+                "id": "us",
+                "label": "US",
+                "when": [{"fact": "country", "op": "equals", "value": "US"}],
+                "points": 70,
+            }
+        ]
+        version = await post(client, "/v1/scoring/versions", {"rules": rules}, headers)
+        from leadrelay.scoring import service as scoring
+
+        us = await add_leads(db, tenant, 2, country="US")
+        fr = await add_leads(db, tenant, 1, country="FR")
+        async with db.session(tenant.id) as session:
+            await scoring.activate(session, tenant.owner, uuid.UUID(version["id"]), now=utcnow())
+        async with db.session(tenant.id) as session:
+            await scoring.score_leads(session, tenant.id, [*us, *fr], now=utcnow(), route=False)
+            await service.route_leads(session, tenant.id, [*us, *fr], now=utcnow())
+
+        async def ids(**params: Any) -> set[str]:
+            response = await client.get("/v1/leads", params=params, headers=headers)
+            assert response.status_code == 200, response.text
+            return {lead["id"] for lead in response.json()}
+
+        assert await ids(min_score=60) == {str(i) for i in us}
+        assert await ids(max_score=10) == {str(fr[0])}
+        assert await ids(owner=rep["id"]) == {str(i) for i in us}
+        assert await ids(unassigned="true") == {str(fr[0])}
+        bad = await client.get("/v1/leads", params={"min_score": 101}, headers=headers)
+        assert bad.status_code == 422

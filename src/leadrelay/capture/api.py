@@ -243,10 +243,24 @@ async def list_leads(
     source_id: uuid.UUID | None = None,
     flag: Annotated[str | None, Query(max_length=40)] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
+    min_score: Annotated[int | None, Query(ge=0, le=100)] = None,
+    max_score: Annotated[int | None, Query(ge=0, le=100)] = None,
+    owner: Annotated[uuid.UUID | None, Query(description="rep id")] = None,
+    unassigned: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     after: uuid.UUID | None = None,
 ) -> list[LeadOut]:
-    filters = service.LeadFilter(status=lead_status, source_id=source_id, flag=flag, q=q)
+    """Newest first. Scores are the active ICP version's; `owner` is the assigned rep."""
+    filters = service.LeadFilter(
+        status=lead_status,
+        source_id=source_id,
+        flag=flag,
+        q=q,
+        min_score=min_score,
+        max_score=max_score,
+        owner=owner,
+        unassigned=unassigned,
+    )
     leads = await service.list_leads(session, filters, limit=limit, after=after)
     return [LeadOut.model_validate(lead) for lead in leads]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.capture.models import ExternalId, FieldObservation, Lead, LeadStatus
@@ -23,6 +23,10 @@ class LeadFilter:
     source_id: uuid.UUID | None = None
     flag: str | None = None
     q: str | None = None
+    min_score: int | None = None  # by the active ICP version
+    max_score: int | None = None
+    owner: uuid.UUID | None = None  # the rep the lead is currently assigned to
+    unassigned: bool = False  # never routed, or waiting in the work queue
 
 
 async def list_leads(
@@ -44,6 +48,32 @@ async def list_leads(
                 Lead.full_name.ilike(pattern),
                 Lead.company.ilike(pattern),
                 Lead.phone_e164.ilike(pattern),
+            )
+        )
+    if filters.min_score is not None or filters.max_score is not None:
+        # Scores live with scoring; the lead list only asks which leads fall in the range.
+        query = query.where(
+            text(
+                "EXISTS (SELECT 1 FROM lead_scores s JOIN icp_versions v ON v.id = s.version_id "
+                "WHERE s.lead_id = leads.id AND v.status = 'active' "
+                "AND s.score BETWEEN :min_score AND :max_score)"
+            ).bindparams(
+                min_score=filters.min_score if filters.min_score is not None else 0,
+                max_score=filters.max_score if filters.max_score is not None else 100,
+            )
+        )
+    if filters.owner is not None:
+        query = query.where(
+            text(
+                "EXISTS (SELECT 1 FROM lead_assignments a WHERE a.lead_id = leads.id "
+                "AND a.status = 'assigned' AND a.rep_id = :owner)"
+            ).bindparams(owner=filters.owner)
+        )
+    if filters.unassigned:
+        query = query.where(
+            text(
+                "NOT EXISTS (SELECT 1 FROM lead_assignments a WHERE a.lead_id = leads.id "
+                "AND a.status = 'assigned')"
             )
         )
     if after is not None:

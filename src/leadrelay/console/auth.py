@@ -190,3 +190,8 @@ ViewDeadLetters = Annotated[Console, Depends(page(P.DEAD_LETTERS_READ))]
 ReplayDeadLetters = Annotated[Console, Depends(action(P.DEAD_LETTERS_REPLAY))]
 ViewLeads = Annotated[Console, Depends(page(P.LEADS_READ))]
 WriteLeads = Annotated[Console, Depends(action(P.LEADS_WRITE))]
+ViewScoring = Annotated[Console, Depends(page(P.SCORING_READ))]
+ManageScoring = Annotated[Console, Depends(action(P.SCORING_MANAGE))]
+ViewRouting = Annotated[Console, Depends(page(P.ROUTING_READ))]
+# The simulator writes nothing, so reading the routing setup is enough to run it.
+SimulateRouting = Annotated[Console, Depends(action(P.ROUTING_READ))]

@@ -17,6 +17,8 @@ from leadrelay.console import (
     imports,
     leads,
     login,
+    routing,
+    scoring,
     users,
 )
 
@@ -33,5 +35,17 @@ async def home() -> RedirectResponse:
     return RedirectResponse("/console", status_code=303)
 
 
-for area in (login, dashboard, leads, imports, dedup, users, api_keys, audit, dead_letters):
+for area in (
+    login,
+    dashboard,
+    leads,
+    imports,
+    dedup,
+    scoring,
+    routing,
+    users,
+    api_keys,
+    audit,
+    dead_letters,
+):
     router.include_router(area.router)

@@ -135,16 +135,16 @@ _SCORES = text(
 async def facts_for(
     session: AsyncSession, lead_ids: Sequence[uuid.UUID], *, now: datetime
 ) -> dict[uuid.UUID, dict[str, Any]]:
-    """Lead facts plus `score` (by the active ICP version) and `territory` (an enrichment
-    attribute when present; the engine falls back to the country)."""
+    """Lead facts plus `score` (by the active ICP version) and `territory`: an enrichment
+    attribute when present, else the lead's country, else the country of its phone number."""
     facts = await lead_facts(session, lead_ids, now=now)
     scores = {
         row.lead_id: row.score for row in await session.execute(_SCORES, {"ids": list(facts)})
     }
     for lead_id, lead in facts.items():
         lead["score"] = scores.get(lead_id)
-        if lead.get("attributes.territory"):
-            lead["territory"] = lead["attributes.territory"]
+        territory = lead.get("attributes.territory") or lead.get("country")
+        lead["territory"] = territory or lead.get("phone_country")
     return facts
 
 
