@@ -37,6 +37,8 @@ app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(users_app, name="users")
 export_app = typer.Typer(help="Export data.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
+outcomes_app = typer.Typer(help="CRM outcomes (won, lost, disqualified).", no_args_is_help=True)
+app.add_typer(outcomes_app, name="outcomes")
 
 console = Console()
 err = Console(stderr=True)
@@ -553,6 +555,62 @@ def dedup(
                 after = ids[-1]
                 progress.advance(task, len(ids))
         console.print(f"[green]done[/]: {merged} merged, {reviews} pairs sent to review")
+
+    _with_database(go)
+
+
+@outcomes_app.command("import")
+def outcomes_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    tenant: TenantOption,
+    report: Annotated[
+        Path | None, typer.Option(help="Write one JSON line per row (status, errors, lead).")
+    ] = None,
+) -> None:
+    """Import a CSV of outcomes (outcome, closed_at, lead_id or email, amount, currency,
+    external_id): matched to leads, idempotent, every rejected row reported with its line."""
+    import json
+
+    from leadrelay.core.clock import utcnow
+    from leadrelay.crm.outcome_csv import OutcomeCsvRefused, parse_outcomes_csv
+    from leadrelay.scoring.outcomes import record_outcomes
+
+    async def go(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant)
+        try:
+            rows = list(parse_outcomes_csv(file))
+        except OutcomeCsvRefused as error:
+            err.print(f"[red]refused[/]: {error}")
+            raise typer.Exit(1) from error
+        counts = {"recorded": 0, "updated": 0, "unmatched": 0, "rejected": 0}
+        lines: list[dict[str, object]] = []
+        with Progress(console=err) as progress:
+            task = progress.add_task("outcomes", total=len(rows))
+            for start in range(0, len(rows), 1000):
+                chunk = rows[start : start + 1000]
+                good = [r for _, r, errors in chunk if r is not None and not errors]
+                async with db.session(tenant_id) as session:
+                    results = {
+                        x.external_id: x
+                        for x in await record_outcomes(session, tenant_id, good, now=utcnow())
+                    }
+                for line, record, errors in chunk:
+                    if record is None or errors:
+                        status, lead = "rejected", None
+                    else:
+                        result = results[record.external_id]
+                        status = result.status if result.lead_id else "unmatched"
+                        lead = str(result.lead_id) if result.lead_id else None
+                    counts[status] += 1
+                    lines.append(
+                        {"line": line, "status": status, "errors": errors, "lead_id": lead}
+                    )
+                progress.advance(task, len(chunk))
+        if report is not None:
+            with report.open("w", encoding="utf-8") as handle:
+                for item in lines:
+                    handle.write(json.dumps(item) + "\n")
+        console.print(", ".join(f"{n} {k}" for k, n in counts.items()))
 
     _with_database(go)
 

@@ -238,3 +238,36 @@ class TestQuality:
         assert points["us"] > 0
         versions = (await client.get("/v1/scoring/versions", headers=headers)).json()
         assert [v["status"] for v in versions] == ["draft", "active"]
+
+
+class TestCli:
+    async def test_outcomes_import_from_the_command_line(
+        self, tenant: TenantCtx, db: Database, urls: Any, tmp_path: Any
+    ) -> None:
+        import json
+
+        from tests.support import invoke_cli
+
+        await emails_of(db, tenant, ["cli@example.com"])
+        path = tmp_path / "outcomes.csv"
+        path.write_text(
+            "email,outcome,closed_at\ncli@example.com,won,2026-09-01\nx@example.com,soon,2026-09-02\n",
+            encoding="utf-8",
+        )
+        report = tmp_path / "report.jsonl"
+        result = await invoke_cli(
+            urls,
+            str(tmp_path),
+            "outcomes",
+            "import",
+            str(path),
+            "--tenant",
+            tenant.slug,
+            "--report",
+            str(report),
+        )
+        assert result.exit_code == 0, result.output
+        assert "1 recorded" in result.output
+        assert "1 rejected" in result.output
+        lines = [json.loads(line) for line in report.read_text().splitlines()]
+        assert [(x["line"], x["status"]) for x in lines] == [(2, "recorded"), (3, "rejected")]
