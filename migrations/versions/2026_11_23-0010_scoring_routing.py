@@ -386,6 +386,9 @@ def upgrade() -> None:
         sa.Column("assigned_total", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
     )
     op.add_column(
+        "reps", sa.Column("open_leads", sa.Integer(), server_default=sa.text("0"), nullable=False)
+    )
+    op.add_column(
         "teams",
         sa.Column(
             "strategy",
@@ -451,6 +454,7 @@ def downgrade() -> None:
     op.drop_column("teams", "required_skills")
     op.drop_column("teams", "fallback_team_id")
     op.drop_column("teams", "strategy")
+    op.drop_column("reps", "open_leads")
     op.drop_column("reps", "assigned_total")
     op.drop_column("reps", "last_assigned_seq")
     op.drop_column("reps", "working_hours")

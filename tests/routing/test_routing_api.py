@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from leadrelay.capture.models import LegalBasis, Source, SourceKind, SourceStatus
+from leadrelay.capture.models import Lead, LegalBasis, Source, SourceKind, SourceStatus
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
 from leadrelay.core.events import OutboxEvent
@@ -33,8 +33,6 @@ async def tenant(tenants: TenantFactory) -> TenantCtx:
 
 async def add_leads(db: Database, tenant: TenantCtx, count: int, **fields: Any) -> list[uuid.UUID]:
     """Leads straight into the table (routing is under test here, not capture)."""
-    from leadrelay.capture.models import Lead
-
     async with db.session(tenant.id) as session:
         source = Source(
             tenant_id=tenant.id,
@@ -349,3 +347,82 @@ class TestLeadFilters:
         assert await ids(unassigned="true") == {str(fr[0])}
         bad = await client.get("/v1/leads", params={"min_score": 101}, headers=headers)
         assert bad.status_code == 422
+
+
+class TestCapacityCounter:
+    async def test_open_leads_follow_assignments_outcomes_and_reassignments(
+        self, client: httpx.AsyncClient, tenant: TenantCtx, db: Database
+    ) -> None:
+        headers = await tenant.headers(Role.MANAGER)
+        team = await post(
+            client, "/v1/teams", {"name": "T", "sla_minutes": 5, "sla_reassign": True}, headers
+        )
+        a = await post(
+            client, "/v1/reps", {"team_id": team["id"], "name": "A", "capacity": 2}, headers
+        )
+        b = await post(
+            client, "/v1/reps", {"team_id": team["id"], "name": "B", "capacity": 2}, headers
+        )
+        await post(
+            client,
+            "/v1/routing/rules",
+            {"name": "All", "position": 0, "team_id": team["id"], "when": []},
+            headers,
+        )
+        leads = await add_leads(db, tenant, 5)
+        async with db.session(tenant.id) as session:
+            routed = await service.route_leads(session, tenant.id, leads, now=utcnow())
+        # Two reps of capacity 2: the fifth lead waits in the queue, at capacity.
+        assert [r.decision.outcome for r in routed].count("queued") == 1
+        assert routed[-1].decision.reason == "no_eligible_rep"
+
+        async def open_leads() -> dict[str, int]:
+            reps = (await client.get("/v1/reps", headers=headers)).json()
+            async with db.session(tenant.id) as session:
+                counted = dict(
+                    (
+                        await session.execute(
+                            select(Assignment.rep_id, func.count())
+                            .where(Assignment.status == "assigned", Assignment.closed_at.is_(None))
+                            .group_by(Assignment.rep_id)
+                        )
+                    ).all()
+                )
+                rows = {r.id: r.open_leads for r in await session.scalars(select(Rep))}
+            assert {str(k): v for k, v in rows.items() if v} == {
+                str(k): v for k, v in counted.items()
+            }
+            return {rep["name"]: rows[uuid.UUID(rep["id"])] for rep in reps}
+
+        assert await open_leads() == {"A": 2, "B": 2}
+        owned_by_a = next(r.lead_id for r in routed if str(r.decision.rep_id) == a["id"])
+        async with db.session(tenant.id) as session:
+            lead = await session.get(Lead, owned_by_a)
+            assert lead is not None
+            email = lead.email
+        won = await client.post(
+            "/v1/outcomes",
+            json={
+                "outcomes": [
+                    {
+                        "external_id": "d1",
+                        "outcome": "won",
+                        "closed_at": "2026-11-20T00:00:00Z",
+                        "email": email,
+                    }
+                ]
+            },
+            headers=headers,
+        )
+        assert won.status_code == 200, won.text
+        assert await open_leads() == {"A": 1, "B": 2}
+        # Three open assignments breach (the won lead's is closed); each is routed again
+        # without its rep, and the counters still match the assignments exactly.
+        async with db.session(tenant.id) as session:
+            sweep = await service.enforce_sla(
+                session, tenant.id, now=utcnow() + timedelta(minutes=6)
+            )
+        assert sweep.breached == 3
+        counts = await open_leads()
+        assert max(counts.values()) <= 2  # capacity held through the reassignments
+        assert b["id"]

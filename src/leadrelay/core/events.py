@@ -76,7 +76,7 @@ async def emit(
 
 _INSERT_EVENTS = (
     "INSERT INTO outbox_events (tenant_id, correlation_id, id, type, payload) "
-    "SELECT %s, %s, id, type, payload FROM unnest(%s::uuid[], %s::text[], %s::jsonb[]) "
+    "SELECT %s, %s, id, type, payload FROM unnest(%s::uuid[], %s::text[], %b::jsonb[]) "
     "AS t(id, type, payload)"
 )
 

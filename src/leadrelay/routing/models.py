@@ -74,6 +74,9 @@ class Rep(TenantOwned, Base):
     working_hours: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     last_assigned_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     assigned_total: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # Leads assigned and not closed: kept by every path that opens or ends an assignment
+    # (relative updates only), so capacity checks read one row per rep, not every assignment.
+    open_leads: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[CreatedAt]
 
 

@@ -90,12 +90,6 @@ def rep_spec(row: Rep, time_off: Sequence[TimeOff]) -> engine.RepSpec:
     )
 
 
-_OPEN_LEADS = text(
-    "SELECT rep_id, count(*) AS n FROM lead_assignments "
-    "WHERE status = 'assigned' AND closed_at IS NULL AND rep_id IS NOT NULL GROUP BY rep_id"
-)
-
-
 async def load_setup(session: AsyncSession, *, now: datetime) -> Setup:
     rules = [
         rule_spec(r)
@@ -108,14 +102,13 @@ async def load_setup(session: AsyncSession, *, now: datetime) -> Setup:
     off: dict[uuid.UUID, list[TimeOff]] = {}
     for entry in await session.scalars(select(TimeOff).where(TimeOff.ends_at > now)):
         off.setdefault(entry.rep_id, []).append(entry)
-    open_leads = {row.rep_id: int(row.n) for row in await session.execute(_OPEN_LEADS)}
     return Setup(
         rules=rules,
         teams={t.id: team_spec(t) for t in team_rows},
         reps=[rep_spec(r, off.get(r.id, [])) for r in rep_rows],
         states={
             r.id: engine.RepState(
-                open_leads=open_leads.get(r.id, 0),
+                open_leads=r.open_leads,
                 last_assigned_seq=r.last_assigned_seq,
                 assigned_total=r.assigned_total,
             )
@@ -164,13 +157,24 @@ _INSERT_ASSIGNMENTS = (
     "rule_id, reason, trace, sla_due_at) "
     "SELECT %s, %s, lead_id, status, team_id, rep_id, rule_id, reason, trace, sla_due_at "
     "FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[], "
-    "%s::jsonb[], %s::timestamptz[]) "
+    "%b::jsonb[], %s::timestamptz[]) "
     "AS t(lead_id, status, team_id, rep_id, rule_id, reason, trace, sla_due_at) "
     "RETURNING id, lead_id"
 )
 _UPDATE_REPS = (
-    "UPDATE reps AS r SET last_assigned_seq = t.seq, assigned_total = t.total "
-    "FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[]) AS t(id, seq, total) WHERE r.id = t.id"
+    "UPDATE reps AS r SET last_assigned_seq = t.seq, assigned_total = t.total, "
+    "open_leads = r.open_leads + t.added "
+    "FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::int[]) AS t(id, seq, total, added) "
+    "WHERE r.id = t.id"
+)
+# Ending open assignments gives the reps their capacity back, in the same statement.
+_CLOSE_FOR_LEADS = (
+    "WITH ended AS (UPDATE lead_assignments SET closed_at = %s WHERE lead_id = ANY(%s::uuid[]) "
+    "AND status = 'assigned' AND closed_at IS NULL RETURNING rep_id), "
+    "per_rep AS (SELECT rep_id, count(*) AS n FROM ended WHERE rep_id IS NOT NULL "
+    "GROUP BY rep_id) "
+    "UPDATE reps AS r SET open_leads = greatest(r.open_leads - p.n, 0) FROM per_rep p "
+    "WHERE r.id = p.rep_id"
 )
 _UPDATE_TEAMS = (
     "UPDATE teams AS m SET assign_seq = t.seq "
@@ -293,6 +297,7 @@ async def _persist(
                     changed_reps,
                     [states[r].last_assigned_seq for r in changed_reps],
                     [states[r].assigned_total for r in changed_reps],
+                    [states[r].open_leads - setup.states[r].open_leads for r in changed_reps],
                 ),
             )
         if changed_teams:
@@ -333,10 +338,34 @@ async def release(
     current = await current_assignment(session, lead_id, lock=True)
     if current is None:
         return None
-    current.status = status
-    current.closed_at = now
-    await session.flush()
+    await end_assignment(session, current, status=status, now=now)
     return current
+
+
+async def end_assignment(
+    session: AsyncSession, assignment: Assignment, *, status: AssignmentStatus, now: datetime
+) -> None:
+    """Move an assignment out of the open state, giving its rep the capacity back."""
+    was_open = assignment.status == AssignmentStatus.ASSIGNED and assignment.closed_at is None
+    assignment.status = status
+    assignment.closed_at = now
+    if was_open and assignment.rep_id is not None:
+        await session.execute(
+            text("UPDATE reps SET open_leads = greatest(open_leads - 1, 0) WHERE id = :id"),
+            {"id": assignment.rep_id},
+        )
+    await session.flush()
+
+
+async def close_for_leads(
+    session: AsyncSession, lead_ids: Sequence[uuid.UUID], *, now: datetime
+) -> None:
+    """The leads' work is over (an outcome arrived): their open assignments close."""
+    if not lead_ids:
+        return
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await cursor.execute(_CLOSE_FOR_LEADS, (now, list(lead_ids)))
 
 
 async def current_assignment(
@@ -370,6 +399,7 @@ async def sla_timers(session: AsyncSession, *, limit: int = 200) -> list[Assignm
             select(Assignment)
             .where(
                 Assignment.status == AssignmentStatus.ASSIGNED,
+                Assignment.closed_at.is_(None),
                 Assignment.first_touch_at.is_(None),
                 Assignment.sla_due_at.is_not(None),
             )
@@ -394,6 +424,7 @@ async def enforce_sla(session: AsyncSession, tenant_id: uuid.UUID, *, now: datet
             select(Assignment)
             .where(
                 Assignment.status == AssignmentStatus.ASSIGNED,
+                Assignment.closed_at.is_(None),
                 Assignment.first_touch_at.is_(None),
                 Assignment.breached_at.is_(None),
                 Assignment.sla_due_at < now,
@@ -436,9 +467,7 @@ async def enforce_sla(session: AsyncSession, tenant_id: uuid.UUID, *, now: datet
     await append_events(session, tenant_id, audit, now=now)
     reassigned = 0
     for assignment in reassign:
-        assignment.status = AssignmentStatus.REASSIGNED
-        assignment.closed_at = now
-        await session.flush()
+        await end_assignment(session, assignment, status=AssignmentStatus.REASSIGNED, now=now)
         exclude = [assignment.rep_id] if assignment.rep_id else []
         routed = await route_leads(
             session, tenant_id, [assignment.lead_id], now=now, exclude_reps=exclude

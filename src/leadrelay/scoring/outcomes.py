@@ -21,6 +21,7 @@ from leadrelay.compliance.audit import AuditEntry, append_events
 from leadrelay.core.db import raw_connection
 from leadrelay.core.security import SecretBox
 from leadrelay.crm.outcomes import OutcomeRecord
+from leadrelay.routing import service as routing
 from leadrelay.scoring.models import CrmConnection
 
 SYNC_TASK = "crm.sync_hubspot"
@@ -41,11 +42,6 @@ _UPSERT = (
     "amount = excluded.amount, currency = excluded.currency, closed_at = excluded.closed_at, "
     "lead_id = coalesce(excluded.lead_id, lead_outcomes.lead_id), updated_at = excluded.updated_at "
     "RETURNING external_id, source, (xmax = 0) AS inserted"
-)
-# An outcome ends the lead's assignment: the rep's capacity counts open leads only.
-_CLOSE_ASSIGNMENTS = (
-    "UPDATE lead_assignments SET closed_at = %s WHERE lead_id = ANY(%s::uuid[]) "
-    "AND status = 'assigned' AND closed_at IS NULL"
 )
 
 
@@ -103,9 +99,8 @@ async def record_outcomes(
             ),
         )
         inserted = {(source, ext): flag for ext, source, flag in await cursor.fetchall()}
-        matched = [lead for lead in leads if lead is not None]
-        if matched:
-            await cursor.execute(_CLOSE_ASSIGNMENTS, (now, matched))
+    # An outcome ends the lead's assignment: the rep's capacity counts open leads only.
+    await routing.close_for_leads(session, [lead for lead in leads if lead is not None], now=now)
     results = [
         OutcomeResult(
             r.external_id,

@@ -224,7 +224,7 @@ _UPSERT_SCORES = (
     "INSERT INTO lead_scores (tenant_id, lead_id, version_id, score, total, qualified, "
     "breakdown, matched, scored_at) "
     "SELECT %s, lead_id, %s, score, total, qualified, breakdown, matched, %s "
-    "FROM unnest(%s::uuid[], %s::int[], %s::int[], %s::bool[], %s::jsonb[], %s::jsonb[]) "
+    "FROM unnest(%s::uuid[], %s::int[], %s::int[], %s::bool[], %b::jsonb[], %b::jsonb[]) "
     "AS t(lead_id, score, total, qualified, breakdown, matched) "
     "ON CONFLICT (lead_id, version_id) DO UPDATE SET score = excluded.score, "
     "total = excluded.total, qualified = excluded.qualified, breakdown = excluded.breakdown, "
