@@ -92,6 +92,17 @@ class RoutingRule:
     when: tuple[Condition, ...]
     team_id: UUID
     active: bool = True
+    # Worked out once per rule rather than once per decision: the engine decides thousands
+    # of leads against the same loaded rules.
+    problems: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    key: tuple[int, str] = field(init=False, repr=False, compare=False)
+    team_sid: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        found = check_conditions(self.when, ROUTING_FACTS, rule=0, rule_id=None)
+        object.__setattr__(self, "problems", tuple(f"{p.field}: {p.reason}" for p in found))
+        object.__setattr__(self, "key", (self.position, str(self.id)))
+        object.__setattr__(self, "team_sid", str(self.team_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +112,13 @@ class TeamSpec:
     strategy: Strategy
     fallback_team_id: UUID | None = None
     required_skills: tuple[str, ...] = ()
+    sid: str = field(init=False, repr=False, compare=False)  # str(id), written in every trace
 
     def __post_init__(self) -> None:
         # The caller reads the strategy as text from the database: refuse a typo at load
         # time rather than route by a strategy nobody chose.
         object.__setattr__(self, "strategy", Strategy(self.strategy))
+        object.__setattr__(self, "sid", str(self.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +128,11 @@ class WorkingHours:
     interval never crosses midnight (a night shift is written as two)."""
 
     days: Mapping[int, tuple[tuple[str, str], ...]]
+    # The same intervals in seconds of the day, parsed once: `covers` runs for every rep of
+    # every decision.
+    seconds: Mapping[int, tuple[tuple[int, int], ...]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         # Validated here too, so that `decide` can trust every interval it reads.
@@ -126,6 +144,14 @@ class WorkingHours:
             problems.extend(_check_intervals(DAY_KEYS[day], list(intervals))[1])
         if problems:
             raise ValueError("; ".join(problems))
+        object.__setattr__(
+            self,
+            "seconds",
+            {
+                day: tuple((_minutes(a) * 60, _minutes(b) * 60) for a, b in intervals)
+                for day, intervals in self.days.items()
+            },
+        )
 
     def intervals(self, weekday: int) -> tuple[tuple[str, str], ...]:
         return tuple(self.days.get(weekday, ()))
@@ -133,10 +159,7 @@ class WorkingHours:
     def covers(self, local: datetime) -> bool:
         """Whether a wall-clock time (already in the rep's zone) falls inside the hours."""
         second = local.hour * 3600 + local.minute * 60 + local.second
-        return any(
-            _minutes(start) * 60 <= second < _minutes(end) * 60
-            for start, end in self.intervals(local.weekday())
-        )
+        return any(start <= second < end for start, end in self.seconds.get(local.weekday(), ()))
 
     def as_json(self) -> dict[str, list[list[str]]]:
         """The shape `check_working_hours` reads back."""
@@ -175,10 +198,19 @@ class RepSpec:
     skills: frozenset[str] = frozenset()
     territories: frozenset[str] = frozenset()  # empty: covers every territory
     weight: int = 1
+    # Derived once per rep, not per decision: the id as text (sorted on), folded sets.
+    sid: str = field(init=False, repr=False, compare=False)
+    folded_skills: frozenset[str] = field(init=False, repr=False, compare=False)
+    folded_territories: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.weight < 1:
             raise ValueError("weight must be at least 1")
+        object.__setattr__(self, "sid", str(self.id))
+        object.__setattr__(self, "folded_skills", frozenset(s.casefold() for s in self.skills))
+        object.__setattr__(
+            self, "folded_territories", frozenset(t.casefold() for t in self.territories)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +350,7 @@ def decide(
     # Within a team, order by id so that the trace and ties never depend on how the caller
     # happened to list the reps.
     by_team: dict[UUID, list[RepSpec]] = {}
-    for rep in sorted(reps, key=lambda r: str(r.id)):
+    for rep in sorted(reps, key=lambda r: r.sid):
         by_team.setdefault(rep.team_id, []).append(rep)
 
     lead_team = rule.team_id if rule.team_id in teams else None
@@ -348,7 +380,7 @@ def decide(
         trace.append(
             {
                 "step": "team",
-                "team_id": str(team.id),
+                "team_id": team.sid,
                 "team": team.name,
                 "strategy": team.strategy.value,
                 "via": "rule" if len(chain) == 1 else "fallback",
@@ -370,7 +402,7 @@ def decide(
         trace.append(
             {
                 "step": "no_eligible_rep",
-                "team_id": str(team.id),
+                "team_id": team.sid,
                 "team": team.name,
                 "reps": len(members),
                 "fallback_team_id": _id(team.fallback_team_id),
@@ -386,13 +418,13 @@ def decide(
 def _first_matching_rule(
     facts: Mapping[str, Any], rules: Sequence[RoutingRule], trace: list[dict[str, Any]]
 ) -> RoutingRule | None:
-    for rule in sorted(rules, key=lambda r: (r.position, str(r.id))):
+    for rule in sorted(rules, key=lambda r: r.key):
         entry: dict[str, Any] = {
             "step": "rule",
-            "rule_id": str(rule.id),
+            "rule_id": rule.key[1],
             "rule": rule.name,
             "position": rule.position,
-            "team_id": str(rule.team_id),
+            "team_id": rule.team_sid,
         }
         trace.append(entry)
         if not rule.active:
@@ -400,10 +432,9 @@ def _first_matching_rule(
             continue
         # Rules are checked when saved; one that slipped past (older data, a renamed fact)
         # is skipped and shown rather than allowed to fail the whole routing.
-        problems = check_conditions(rule.when, ROUTING_FACTS, rule=0, rule_id=None)
-        if problems:
+        if rule.problems:
             entry["result"] = "invalid"
-            entry["problems"] = [f"{p.field}: {p.reason}" for p in problems]
+            entry["problems"] = list(rule.problems)
             continue
         failed = [
             {
@@ -447,19 +478,18 @@ def _consider(
     reasons: list[dict[str, str]] = []
     entry: dict[str, Any] = {
         "step": "rep",
-        "team_id": str(team.id),
-        "rep_id": str(rep.id),
+        "team_id": team.sid,
+        "rep_id": rep.sid,
         "rep": rep.name,
     }
     if not rep.active:
         reasons.append(_why("inactive", "inactive"))
     if rep.working_hours is not None:
-        zone = _zone(rep.timezone)
-        if zone is None:
+        found = _local_time(now, rep.timezone)
+        if found is None:
             reasons.append(_why("unknown_timezone", f"unknown time zone {rep.timezone!r}"))
         else:
-            local = now.astimezone(zone)
-            entry["local_time"] = local.isoformat()
+            local, entry["local_time"] = found
             if not rep.working_hours.covers(local):
                 hours = rep.working_hours.intervals(local.weekday())
                 day = DAY_NAMES[local.weekday()]
@@ -478,11 +508,11 @@ def _consider(
         reasons.append(
             _why("at_capacity", f"at capacity: {state.open_leads}/{rep.capacity} open leads")
         )
-    has = {skill.casefold() for skill in rep.skills}
+    has = rep.folded_skills
     missing = _unique(s for s in (*team.required_skills, *lead_skills) if s.casefold() not in has)
     if missing:
         reasons.append(_why("missing_skills", f"missing skills {missing}"))
-    covered = {t.casefold() for t in rep.territories}
+    covered = rep.folded_territories
     if covered and ANY_TERRITORY not in covered:
         if territory is None:
             reasons.append(
@@ -512,10 +542,10 @@ def _pick(
             # lead, so shares converge to the weights without any random draw. Fractions
             # keep ties exact where floats would break them arbitrarily.
             share = Fraction(state.assigned_total + 1, rep.weight)
-            return (share, state.last_assigned_seq, str(rep.id))
+            return (share, state.last_assigned_seq, rep.sid)
         if team.strategy is Strategy.LEAST_LOADED:
-            return (state.open_leads, state.last_assigned_seq, str(rep.id))
-        return (state.last_assigned_seq, str(rep.id))
+            return (state.open_leads, state.last_assigned_seq, rep.sid)
+        return (state.last_assigned_seq, rep.sid)
 
     ranked = sorted(eligible, key=key)
     chosen, state = ranked[0]
@@ -551,9 +581,9 @@ def _pick(
         why += "; tie broken by rep id"
     return chosen, {
         "step": "pick",
-        "team_id": str(team.id),
+        "team_id": team.sid,
         "strategy": team.strategy.value,
-        "rep_id": str(chosen.id),
+        "rep_id": chosen.sid,
         "rep": chosen.name,
         "why": why,
         "candidates": candidates,
@@ -585,6 +615,17 @@ def _finish(
 
 
 @lru_cache(maxsize=512)
+@lru_cache(maxsize=1024)
+def _local_time(now: datetime, timezone: str) -> tuple[datetime, str] | None:
+    """The instant in a zone, and as text: a chunk decides every lead at the same instant,
+    so each rep's zone is converted once, not once per lead."""
+    zone = _zone(timezone)
+    if zone is None:
+        return None
+    local = now.astimezone(zone)
+    return local, local.isoformat()
+
+
 def _zone(name: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(name)

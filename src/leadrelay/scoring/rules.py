@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 import re2
+from pydantic import PrivateAttr
 
 from leadrelay.core.schemas import Input
 
@@ -118,6 +119,16 @@ class Condition(Input):
     fact: str
     op: Operator
     value: Any = None
+    _texts: frozenset[str] | None = PrivateAttr(default=None)
+
+    def texts(self) -> frozenset[str] | None:
+        """For in / not_in over text only: the case-folded values, built once (a rule is
+        evaluated against every lead), so membership is one set look-up."""
+        if self._texts is None:
+            value = self.value
+            if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+                self._texts = frozenset(v.casefold() for v in value)
+        return self._texts
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +287,10 @@ def evaluate(condition: Condition, facts: Mapping[str, Any]) -> bool:
         return (not _empty(actual)) is bool(expected)
     if op is Operator.NOT_EQUALS:
         return not _same(actual, expected)
+    if op in (Operator.IN, Operator.NOT_IN) and isinstance(actual, str) and actual:
+        texts = condition.texts()
+        if texts is not None:
+            return (actual.casefold() in texts) is (op is Operator.IN)
     if op is Operator.NOT_IN:
         return not any(_same(actual, v) for v in expected)
     if _empty(actual):
