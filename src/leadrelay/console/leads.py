@@ -1,15 +1,21 @@
 """Leads: the filtered list with keyset "Load more", and one lead's detail (normalized fields,
-verification, where every value came from, merges that can be undone, and its timeline)."""
+verification, its ICP score and routing decision, where every value came from, merges that can
+be undone, and its timeline).
+
+Scores and owners show only to those who may read scoring and routing: a reviewer sees the
+leads without them, and a score or owner filter in their URL is ignored."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.capture import dedup, service, sources
 from leadrelay.capture.dedup_models import LeadMerge
@@ -18,9 +24,14 @@ from leadrelay.compliance import audit
 from leadrelay.console.auth import Console, ViewLeads, WriteLeads
 from leadrelay.console.errors import ConsoleProblem
 from leadrelay.console.rendering import Notice, is_htmx, render
+from leadrelay.console.routing import QUEUE_REASONS, time_left
 from leadrelay.core.clock import utcnow
 from leadrelay.identity import service as identity
 from leadrelay.identity.permissions import Permission
+from leadrelay.routing import service as routing
+from leadrelay.routing.models import Assignment, AssignmentStatus, Rep, Team
+from leadrelay.scoring import service as scoring
+from leadrelay.scoring.models import IcpVersion, LeadScore, VersionStatus
 
 router = APIRouter(prefix="/console/leads")
 
@@ -54,6 +65,25 @@ FIELD_LABELS = {
     "website": "Website",
 }
 TextFilter = Annotated[str, Query(max_length=200)]
+UNASSIGNED = "unassigned"  # the owner filter's value for "never routed or in the work queue"
+MAX_SCORE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreCell:
+    """A lead's score by the active ICP version, as the list shows it."""
+
+    score: int
+    qualified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerCell:
+    """A lead's current assignment, as the list shows it: a rep's name or the queue's reason."""
+
+    status: str
+    rep: str | None
+    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +94,18 @@ class LeadsQuery:
     source: str = ""
     flag: str = ""
     q: str = ""
+    min_score: str = ""
+    owner: str = ""
 
-    def to_filter(self) -> tuple[service.LeadFilter, list[Notice]]:
+    def to_filter(
+        self,
+        *,
+        reps: Sequence[Rep] = (),
+        scores: bool = True,
+        owners: bool = True,
+    ) -> tuple[service.LeadFilter, list[Notice]]:
+        """`reps` are the tenant's reps (an owner must be one); `scores` and `owners` say
+        whether the viewer may filter by them."""
         notices: list[Notice] = []
         status: LeadStatus | None = None
         if self.status:
@@ -79,12 +119,45 @@ class LeadsQuery:
                 source_id = uuid.UUID(self.source)
             except ValueError:
                 notices.append(Notice("warning", "Ignored a source that is not an id."))
+        min_score: int | None = None
+        if self.min_score.strip():
+            if not scores:
+                notices.append(Notice("warning", "Ignored the score filter: scores are hidden."))
+            else:
+                min_score = _score(self.min_score)
+                if min_score is None:
+                    notices.append(
+                        Notice(
+                            "warning",
+                            f"Ignored the score {self.min_score.strip()!r}: "
+                            f"a score is a whole number from 0 to {MAX_SCORE}.",
+                        )
+                    )
+        owner: uuid.UUID | None = None
+        unassigned = False
+        if self.owner:
+            if not owners:
+                notices.append(Notice("warning", "Ignored the owner filter: owners are hidden."))
+            elif self.owner == UNASSIGNED:
+                unassigned = True
+            else:
+                try:
+                    owner = uuid.UUID(self.owner)
+                except ValueError:
+                    notices.append(Notice("warning", "Ignored an owner that is not a rep id."))
+                else:
+                    if owner not in {rep.id for rep in reps}:
+                        owner = None
+                        notices.append(Notice("warning", "Ignored an owner who is not a rep here."))
         return (
             service.LeadFilter(
                 status=status,
                 source_id=source_id,
                 flag=self.flag.strip() or None,
                 q=self.q.strip() or None,
+                min_score=min_score,
+                owner=owner,
+                unassigned=unassigned,
             ),
             notices,
         )
@@ -92,6 +165,49 @@ class LeadsQuery:
     @property
     def params(self) -> dict[str, str]:
         return {key: value for key, value in asdict(self).items() if value}
+
+
+def _score(text: str) -> int | None:
+    """A typed score, 0–100 (a whole number; "60.0" is 60), or None when it is not one."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    if not value.is_integer() or not 0 <= value <= MAX_SCORE:
+        return None
+    return int(value)
+
+
+async def _scores(
+    session: AsyncSession, lead_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, ScoreCell]:
+    """The scores of the active ICP version for these leads, in one query."""
+    if not lead_ids:
+        return {}
+    rows = await session.execute(
+        select(LeadScore.lead_id, LeadScore.score, LeadScore.qualified)
+        .join(IcpVersion, IcpVersion.id == LeadScore.version_id)
+        .where(IcpVersion.status == VersionStatus.ACTIVE, LeadScore.lead_id.in_(lead_ids))
+    )
+    return {row.lead_id: ScoreCell(row.score, row.qualified) for row in rows}
+
+
+async def _owners(
+    session: AsyncSession, lead_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, OwnerCell]:
+    """The current assignment (or queue entry) of these leads with the rep's name, in one
+    query."""
+    if not lead_ids:
+        return {}
+    rows = await session.execute(
+        select(Assignment.lead_id, Assignment.status, Assignment.reason, Rep.name)
+        .outerjoin(Rep, Rep.id == Assignment.rep_id)
+        .where(
+            Assignment.lead_id.in_(lead_ids),
+            Assignment.status != AssignmentStatus.REASSIGNED,
+        )
+    )
+    return {row.lead_id: OwnerCell(str(row.status), row.name, row.reason) for row in rows}
 
 
 def _htmx_target(request: Request) -> str | None:
@@ -109,13 +225,22 @@ async def leads_page(
     source: TextFilter = "",
     flag: Annotated[str, Query(max_length=40)] = "",
     q: TextFilter = "",
+    min_score: Annotated[str, Query(max_length=20)] = "",
+    owner: Annotated[str, Query(max_length=40)] = "",
     after: uuid.UUID | None = None,
 ) -> Response:
-    query = LeadsQuery(status, source, flag, q)
-    filters, notices = query.to_filter()
-    found = await service.list_leads(console.session, filters, limit=PAGE_SIZE + 1, after=after)
+    session = console.session
+    show_scores = console.can(Permission.SCORING_READ)
+    show_owners = console.can(Permission.ROUTING_READ)
+    reps = (
+        list(await session.scalars(select(Rep).order_by(Rep.name, Rep.id))) if show_owners else []
+    )
+    query = LeadsQuery(status, source, flag, q, min_score, owner)
+    filters, notices = query.to_filter(reps=reps, scores=show_scores, owners=show_owners)
+    found = await service.list_leads(session, filters, limit=PAGE_SIZE + 1, after=after)
     leads = found[:PAGE_SIZE]
-    all_sources = await sources.list_sources(console.session)
+    lead_ids = [lead.id for lead in leads]
+    all_sources = await sources.list_sources(session)
     context: dict[str, Any] = {
         "leads": leads,
         "next_after": leads[-1].id if len(found) > PAGE_SIZE else None,
@@ -126,6 +251,14 @@ async def leads_page(
         "flags": sorted({*KNOWN_FLAGS, *([query.flag] if query.flag else [])}),
         "filter_notices": notices,
         "can_write": console.can(Permission.LEADS_WRITE),
+        "show_scores": show_scores,
+        "show_owners": show_owners,
+        "scores": await _scores(session, lead_ids) if show_scores else {},
+        "owners": await _owners(session, lead_ids) if show_owners else {},
+        "reps": reps,
+        "unassigned": UNASSIGNED,
+        "queue_reasons": QUEUE_REASONS,
+        "columns": 8 + show_scores + show_owners,
     }
     target = _htmx_target(request)
     template = {"leads-more": "leads/_rows.html", "leads-list": "leads/_list.html"}.get(
@@ -176,7 +309,7 @@ async def _detail_context(console: Console, lead_id: uuid.UUID) -> dict[str, Any
         if console.can(Permission.USERS_READ)
         else {}
     )
-    return {
+    context: dict[str, Any] = {
         "lead": lead,
         "record": record,
         "merges": merges,
@@ -187,6 +320,45 @@ async def _detail_context(console: Console, lead_id: uuid.UUID) -> dict[str, Any
         "source_names": {source.id: source.name for source in await sources.list_sources(session)},
         "labels": FIELD_LABELS,
         "can_write": console.can(Permission.LEADS_WRITE),
+        "show_scores": console.can(Permission.SCORING_READ),
+        "show_owners": console.can(Permission.ROUTING_READ),
+    }
+    if context["show_scores"]:
+        context.update(await _score_context(session, lead.id))
+    if context["show_owners"]:
+        context.update(await _routing_context(session, lead.id))
+    return context
+
+
+async def _score_context(session: AsyncSession, lead_id: uuid.UUID) -> dict[str, Any]:
+    score = await scoring.score_of(session, lead_id)
+    version = await session.get(IcpVersion, score.version_id) if score is not None else None
+    if version is None:
+        version = await scoring.active_version(session)
+    return {"score": score, "version": version}
+
+
+async def _routing_context(session: AsyncSession, lead_id: uuid.UUID) -> dict[str, Any]:
+    """The current assignment with what the routing trace template reads: team and rep names
+    by id as text, as the routing page gives them."""
+    assignment = await routing.current_assignment(session, lead_id)
+    if assignment is None:
+        return {"assignment": None}
+    now = utcnow()
+    due = assignment.sla_due_at
+    open_timer = (
+        due is not None
+        and assignment.status == AssignmentStatus.ASSIGNED
+        and assignment.first_touch_at is None
+        and assignment.breached_at is None
+    )
+    return {
+        "assignment": assignment,
+        "team_names": {str(team.id): team.name for team in await session.scalars(select(Team))},
+        "rep_names": {str(rep.id): rep.name for rep in await session.scalars(select(Rep))},
+        "queue_reasons": QUEUE_REASONS,
+        "sla_overdue": open_timer and due is not None and due <= now,
+        "sla_left": time_left(due, now) if open_timer and due is not None else "",
     }
 
 
