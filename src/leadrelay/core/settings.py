@@ -81,6 +81,15 @@ class Settings(BaseSettings):
         default="https://graph.facebook.com/v21.0", pattern=r"^https?://[^\s?#]+$"
     )
 
+    # Drafting: any OpenAI-compatible endpoint, off until a base URL and model are set; the
+    # sandboxed templates are the default and the fallback.
+    llm_base_url: str = Field(default="", pattern=r"^(https?://[^\s?#]+)?$")
+    llm_api_key: SecretStr = SecretStr("")
+    llm_model: str = Field(default="", max_length=200)
+    llm_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Approvals: pending items expire after this many days.
+    approval_expiry_days: int = Field(default=7, ge=1, le=365)
+
     @field_validator("database_url", "database_app_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:

@@ -1,0 +1,1 @@
+"""Approvals: revisions, reviews, expiry, and the send guard nothing leaves without."""

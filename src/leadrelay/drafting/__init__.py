@@ -1,0 +1,1 @@
+"""Drafting: sandboxed templates and an optional LLM, every sentence resting on evidence."""
