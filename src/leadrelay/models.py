@@ -1,5 +1,6 @@
 """Every table of every domain, imported once so metadata (and Alembic) sees them all."""
 
+from leadrelay.approvals import models as approvals_models
 from leadrelay.capture import dedup_models, provider_models, verification_store
 from leadrelay.capture import models as capture_models
 from leadrelay.compliance import models as compliance_models
@@ -16,6 +17,7 @@ from leadrelay.webhooks import models as webhooks_models
 metadata = Base.metadata
 
 __all__ = [
+    "approvals_models",
     "capture_models",
     "compliance_models",
     "dedup_models",

@@ -117,3 +117,20 @@ async def access_lead(session: AsyncSession, actor: Principal, lead_id: uuid.UUI
 
 async def merged_into(session: AsyncSession, lead_id: uuid.UUID) -> list[uuid.UUID]:
     return list(await session.scalars(select(Lead.id).where(Lead.merged_into_id == lead_id)))
+
+
+# Flags that forbid contact, whatever the channel (outreach and compliance add their own
+# suppression checks on top: opt-outs by address, DNC registries).
+NO_CONTACT_FLAGS = frozenset({"opted_out", "do_not_contact", "erased"})
+
+
+async def contact_blockers(session: AsyncSession, lead_id: uuid.UUID) -> list[str]:
+    """Why this lead may not be contacted now (empty: it may)."""
+    lead = await session.get(Lead, lead_id)
+    if lead is None:
+        return ["lead_not_found"]
+    reasons = []
+    if lead.status != LeadStatus.NEW:
+        reasons.append(f"lead_{lead.status}")
+    reasons += sorted(NO_CONTACT_FLAGS.intersection(lead.flags or ()))
+    return reasons

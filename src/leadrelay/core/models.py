@@ -67,4 +67,8 @@ TENANT_TABLES: tuple[str, ...] = (
     "rep_time_off",
     "routing_rules",
     "lead_assignments",
+    "message_templates",
+    "drafts",
+    "draft_revisions",
+    "approvals",
 )

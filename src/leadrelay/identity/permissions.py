@@ -28,6 +28,10 @@ class Permission(StrEnum):
     SCORING_MANAGE = "scoring:manage"  # edit and activate ICP versions, import outcomes, CRM
     ROUTING_READ = "routing:read"
     ROUTING_MANAGE = "routing:manage"  # rules, teams, reps, hours, time off, reassignments
+    DRAFTS_READ = "drafts:read"
+    DRAFTS_WRITE = "drafts:write"  # generate, edit and submit drafts
+    TEMPLATES_MANAGE = "templates:manage"
+    APPROVAL_POLICY = "approvals:policy"  # approval required on/off, four-eyes
 
 
 _ALL = frozenset(Permission)
@@ -35,7 +39,7 @@ P = Permission
 
 MATRIX: dict[Role, frozenset[Permission]] = {
     Role.OWNER: _ALL,
-    Role.ADMIN: _ALL - {P.TENANT_MANAGE},
+    Role.ADMIN: _ALL - {P.TENANT_MANAGE},  # includes the approval policy
     Role.MANAGER: frozenset(
         {
             P.TENANT_READ,
@@ -51,11 +55,23 @@ MATRIX: dict[Role, frozenset[Permission]] = {
             P.SCORING_MANAGE,
             P.ROUTING_READ,
             P.ROUTING_MANAGE,
+            P.DRAFTS_READ,
+            P.DRAFTS_WRITE,
+            P.TEMPLATES_MANAGE,
         }
     ),
-    Role.REVIEWER: frozenset({P.TENANT_READ, P.LEADS_READ, P.APPROVALS_REVIEW}),
+    Role.REVIEWER: frozenset({P.TENANT_READ, P.LEADS_READ, P.APPROVALS_REVIEW, P.DRAFTS_READ}),
     Role.REP: frozenset(
-        {P.TENANT_READ, P.SOURCES_READ, P.LEADS_READ, P.LEADS_WRITE, P.SCORING_READ, P.ROUTING_READ}
+        {
+            P.TENANT_READ,
+            P.SOURCES_READ,
+            P.LEADS_READ,
+            P.LEADS_WRITE,
+            P.SCORING_READ,
+            P.ROUTING_READ,
+            P.DRAFTS_READ,
+            P.DRAFTS_WRITE,
+        }
     ),
     Role.OPERATOR: frozenset(
         {
