@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from leadrelay.approvals.api import router as approvals_router
 from leadrelay.capture.api import router as capture_router
 from leadrelay.capture.dedup_api import router as dedup_router
 from leadrelay.capture.provider_api import router as provider_router
@@ -84,6 +85,7 @@ def create_app(
     app.include_router(provider_router)
     app.include_router(scoring_router)
     app.include_router(routing_router)
+    app.include_router(approvals_router)
     from leadrelay.console import body_limits, mount_console
 
     mount_console(app)

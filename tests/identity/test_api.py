@@ -11,6 +11,7 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 
+from leadrelay.approvals.api import router as approvals_router
 from leadrelay.capture.api import router as capture_router
 from leadrelay.capture.provider_api import router as provider_router
 from leadrelay.compliance.api import router as audit_router
@@ -458,6 +459,14 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("GET", "/v1/leads/{id}/assignment", P.LEADS_READ),
     ("POST", "/v1/leads/{id}/route", P.ROUTING_MANAGE),
     ("POST", "/v1/leads/{id}/touch", P.LEADS_WRITE),
+    ("GET", "/v1/approvals", P.DRAFTS_READ),
+    ("POST", "/v1/approvals/{id}/approve", P.APPROVALS_REVIEW),
+    ("POST", "/v1/approvals/{id}/reject", P.APPROVALS_REVIEW),
+    ("POST", "/v1/approvals/{id}/edit", P.APPROVALS_REVIEW),
+    ("POST", "/v1/approvals/bulk", P.APPROVALS_REVIEW),
+    ("POST", "/v1/approvals/decisions/{id}/revoke", P.APPROVALS_REVIEW),
+    ("GET", "/v1/approvals/policy", P.DRAFTS_READ),
+    ("PATCH", "/v1/approvals/policy", P.APPROVAL_POLICY),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
 # Authenticated by the sender's signature, not by an API key (tests/inbound, tests/capture).
@@ -491,6 +500,7 @@ class TestPermissionMatrix:
             provider_router,
             scoring_router,
             routing_router,
+            approvals_router,
         ):
             for route in router.routes:
                 assert isinstance(route, APIRoute)
@@ -513,6 +523,8 @@ class TestPermissionMatrix:
                 "team_id",
                 "rep_id",
                 "rule_id",
+                "draft_id",
+                "approval_id",
             )
         } | OPEN_TO_EVERY_KEY
         assert declared - SIGNED_BY_SENDER <= listed

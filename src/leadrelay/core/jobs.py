@@ -38,6 +38,7 @@ TASK_MODULES = [
     "leadrelay.capture.provider_jobs",
     "leadrelay.scoring.jobs",
     "leadrelay.routing.jobs",
+    "leadrelay.approvals.jobs",
     "leadrelay.schedules",
 ]
 
