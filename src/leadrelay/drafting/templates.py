@@ -1,0 +1,857 @@
+"""Message templates: tenant-written Jinja2 in a sandbox, rendered with evidence kept per value.
+
+Templates are written by tenant users, so they are untrusted code. Three layers keep them
+harmless:
+
+1. `check_template` refuses, before anything is stored or rendered, what a message never
+   needs: private attributes, attribute access beyond `lead.<field>` and `sender.<field>`,
+   calls, loops, macros, imports, unknown variables, filters outside a short list.
+2. Rendering runs in `ImmutableSandboxedEnvironment` with its globals removed (no `range`,
+   `cycler`, `lipsum`...), string repetition and powers capped, and the output size capped, so
+   even a template that skipped the check cannot reach Python internals or exhaust memory.
+3. Lead values are data, never template code: `{{ lead.company }}` of "{{ 7*7 }}" prints those
+   characters.
+
+Evidence tracking. Each `lead.<field>` is a `str` subclass that remembers its field; the
+environment's `finalize` hook wraps it, at the moment it is printed, in private-use sentinels:
+
+    U+E000 field U+E001 value U+E002        an inserted value
+    U+E003 field U+E004                     a missing field (rendered "[missing: field]")
+
+After rendering, the text is cut into segments at the sentinels, and the sentinels are removed.
+A marker is accepted only when its value is exactly the evidenced value of its field, so a
+template cannot forge evidence (e.g. with "\\ue000" escapes in a string literal); any marker
+that does not match, and any stray sentinel, aborts the render with `EvidenceTampered`. The
+sentinels are stripped from template sources, lead values, sender fields and the CTA first, so
+only the renderer ever produces them.
+
+A missing lead field renders as a visible gap, never as an invented value; `{% if lead.title %}`
+lets a template leave an optional phrase out instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from jinja2 import Template, Undefined, nodes
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from typing_extensions import override
+
+from leadrelay.drafting.evidence import (
+    TEMPLATE_LEAD_FIELDS,
+    Channel,
+    Evidence,
+    Length,
+    Sender,
+    Tone,
+)
+
+VALUE_OPEN = "\ue000"
+VALUE_SEP = "\ue001"
+VALUE_CLOSE = "\ue002"
+GAP_OPEN = "\ue003"
+GAP_CLOSE = "\ue004"
+_SENTINELS = re.compile("[\ue000-\ue004]")
+_MARKER = re.compile(
+    "\ue000([^\ue000-\ue004]*)\ue001([^\ue000-\ue004]*)\ue002|\ue003([^\ue000-\ue004]*)\ue004"
+)
+# Bidi overrides and isolates can make a company name display as different text in the console.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+SENDER_FIELDS: frozenset[str] = frozenset({"name", "company", "postal_address", "email", "phone"})
+ALLOWED_NAMES: frozenset[str] = frozenset({"lead", "sender", "cta", "tone", "length"})
+# Filters that cannot reach objects (no `attr`, `map`, `format`) and are deterministic (no
+# `random`). Of these, only `default` keeps a lead value's evidence; the others are for the CTA
+# and sender fields (see `check_template`).
+ALLOWED_FILTERS: frozenset[str] = frozenset(
+    {"default", "d", "trim", "lower", "upper", "capitalize", "title", "replace", "length"}
+)
+_PASS_THROUGH_FILTERS = frozenset({"default", "d"})
+
+MAX_SUBJECT_SOURCE = 500
+MAX_BODY_SOURCE = 20_000
+# Generous next to the largest channel limit (email, 10,000), small enough to bound a render.
+MAX_RENDERED = 50_000
+MAX_REPEAT = 10_000
+MAX_EXPONENT = 100
+MAX_INT_BITS = 4096
+
+
+def gap_text(field: str) -> str:
+    """What a reader sees in place of a missing field."""
+    return f"[missing: {field}]"
+
+
+def strip_sentinels(text: str) -> str:
+    return _SENTINELS.sub("", text)
+
+
+def clean_value(value: str) -> str:
+    """A value as it may be inserted: no sentinels, no control or bidi characters, single-line."""
+    kept = (
+        ch
+        for ch in strip_sentinels(value)
+        if ch not in _BIDI_CONTROLS and (ch.isspace() or unicodedata.category(ch) != "Cc")
+    )
+    return " ".join("".join(kept).split())
+
+
+class EvidenceTampered(SecurityError):
+    """The rendered text holds an evidence marker the renderer did not produce as-is."""
+
+
+class SegmentKind(StrEnum):
+    TEXT = "text"  # template wording
+    VALUE = "value"  # an inserted lead value, with its evidence
+    GAP = "gap"  # a missing lead field, shown as "[missing: field]"
+    COMPLIANCE = "compliance"  # appended by the platform (footer, STOP line, voice intro)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A run of text; a draft's segments concatenate to exactly its text."""
+
+    text: str
+    kind: SegmentKind = SegmentKind.TEXT
+    field: str | None = None
+    evidence: Evidence | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    segments: list[Segment]
+
+    @property
+    def text(self) -> str:
+        return "".join(segment.text for segment in self.segments)
+
+    @property
+    def gaps(self) -> list[str]:
+        fields = (s.field for s in self.segments if s.kind is SegmentKind.GAP and s.field)
+        return list(dict.fromkeys(fields))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTemplate:
+    """A tenant's template for one channel; `subject` only for email. `tone` is a label for
+    picking templates; the tone control itself reaches the template as the `tone` variable."""
+
+    id: str
+    channel: Channel
+    subject: str | None
+    body: str
+    tone: Tone | None = None
+
+
+# --- The sandbox ------------------------------------------------------------------------------
+
+
+class _Tracked(str):
+    """A lead value that knows its field until it is printed (see `_finalize`)."""
+
+    _lr_field: str
+
+    def __new__(cls, value: str, field: str) -> _Tracked:
+        tracked = super().__new__(cls, value)
+        # Underscored, so the sandbox refuses it to templates.
+        tracked._lr_field = field
+        return tracked
+
+
+class _Namespace:
+    """`lead` and `sender` in templates: item lookup only, no attributes a template could use."""
+
+    __slots__ = ("_kind", "_values")
+
+    def __init__(self, kind: str, values: Mapping[str, str]) -> None:
+        self._kind = kind
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    @override
+    def __str__(self) -> str:
+        return ""
+
+    @override
+    def __repr__(self) -> str:
+        return f"<{self._kind}>"
+
+
+class _GapUndefined(Undefined):
+    """Strict everywhere except a missing lead field, which renders as a gap marker.
+
+    An unknown variable, a missing sender field or an unsafe attribute (the sandbox reports
+    those as Undefined carrying a SecurityError) raises on any use, so nothing fails silently.
+    """
+
+    __slots__ = ()
+
+    def _gap_field(self) -> str | None:
+        obj = self._undefined_obj
+        name = self._undefined_name
+        if (
+            self._undefined_hint is None
+            and isinstance(obj, _Namespace)
+            and obj._kind == "lead"
+            and name in TEMPLATE_LEAD_FIELDS
+        ):
+            return str(name)
+        return None
+
+    @property
+    @override
+    def _undefined_message(self) -> str:
+        obj = self._undefined_obj
+        if self._undefined_hint is None and isinstance(obj, _Namespace):
+            return f"{obj._kind}.{self._undefined_name} is not available"
+        return super()._undefined_message
+
+    @override
+    def __str__(self) -> str:
+        field = self._gap_field()
+        if field is None:
+            self._fail_with_undefined_error()
+        return f"{GAP_OPEN}{field}{GAP_CLOSE}"
+
+    @override
+    def __bool__(self) -> bool:
+        if self._gap_field() is None:
+            self._fail_with_undefined_error()
+        return False
+
+    @override
+    def __iter__(self) -> Iterator[Any]:
+        if self._gap_field() is None:
+            self._fail_with_undefined_error()
+        return iter(())
+
+    @override
+    def __len__(self) -> int:
+        if self._gap_field() is None:
+            self._fail_with_undefined_error()
+        return 0
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, _Tracked):
+        return f"{VALUE_OPEN}{value._lr_field}{VALUE_SEP}{str.__str__(value)}{VALUE_CLOSE}"
+    return value
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    # `"x" * 10**9` or `(9**99)**99` would take the process down before any output limit
+    # applies; the other operators grow their result at most linearly in the source.
+    intercepted_binops = frozenset({"*", "**"})
+
+    @override
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if isinstance(left, int) and isinstance(right, int):
+            if operator == "**" and abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"exponent {right} is over the limit of {MAX_EXPONENT}")
+            factor = abs(right) if operator == "**" else 1
+            bits = left.bit_length() * factor + (right.bit_length() if operator == "*" else 0)
+            if bits > MAX_INT_BITS:
+                raise SecurityError(f"a number over {MAX_INT_BITS} bits")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_REPEAT:
+                    raise SecurityError(f"repetition over {MAX_REPEAT} items")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _Sandbox(
+    # Plain text for every channel (email goes out as text/plain): HTML escaping would corrupt
+    # "&" and quotes in names, and nothing here is ever inserted into HTML unescaped.
+    autoescape=False,
+    undefined=_GapUndefined,
+    finalize=_finalize,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    auto_reload=False,
+)
+_ENV.globals.clear()
+_ENV.filters = {name: f for name, f in _ENV.filters.items() if name in ALLOWED_FILTERS}
+
+
+def _bounded_replace(value: Any, old: Any, new: Any, count: int | None = None) -> str:
+    # Chained `replace("x", "xxxxxxxxxx")` grows tenfold per filter: size it before building.
+    text, old, new = str(value), str(old), str(new)
+    limit = -1 if count is None else count
+    hits = text.count(old) if limit < 0 else min(limit, text.count(old))
+    if old == "":
+        hits = len(text) + 1 if limit < 0 else min(limit, len(text) + 1)
+    if len(text) + hits * (len(new) - len(old)) > MAX_RENDERED:
+        raise SecurityError(f"replace would produce over {MAX_RENDERED} characters")
+    return text.replace(old, new, limit)
+
+
+_ENV.filters["replace"] = _bounded_replace
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(source: str) -> Template:
+    return _ENV.from_string(source)
+
+
+# --- The check ---------------------------------------------------------------------------------
+
+
+def _ref(node: nodes.Node) -> tuple[str, str] | None:
+    """("lead", field) for `lead.field` or `lead["field"]`; same for sender; else None."""
+    if isinstance(node, nodes.Getattr):
+        target, name = node.node, node.attr
+    elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        target, name = node.node, node.arg.value
+    else:
+        return None
+    if (
+        isinstance(target, nodes.Name)
+        and target.name in ("lead", "sender")
+        and isinstance(name, str)
+    ):
+        return target.name, name
+    return None
+
+
+_REFUSED_STATEMENTS: dict[type[nodes.Node], str] = {
+    nodes.For: "loops are not available in message templates",
+    nodes.Macro: "macros are not available in message templates",
+    nodes.CallBlock: "macros are not available in message templates",
+    nodes.FilterBlock: "filter blocks are not available: they would change inserted values",
+    nodes.AssignBlock: "block assignments are not available in message templates",
+    nodes.With: "with blocks are not available in message templates",
+    nodes.Extends: "extends is not available in message templates",
+    nodes.Include: "include is not available in message templates",
+    nodes.Import: "import is not available in message templates",
+    nodes.FromImport: "import is not available in message templates",
+}
+
+
+class _Checker:
+    def __init__(self, part: str) -> None:
+        self.part = part
+        self.problems: list[str] = []
+
+    def problem(self, node: nodes.Node, message: str) -> None:
+        self.problems.append(f"{self.part}: line {node.lineno}: {message}")
+
+    def visit(self, node: nodes.Node, *, transformed: bool, condition: bool) -> None:
+        """`transformed`: the value of `node` is changed before it can reach the text, so a lead
+        value there would print without its evidence. `condition`: only a truth value or a
+        comparison comes out, so lead values may be used freely."""
+        ref = _ref(node)
+        if ref is not None:
+            self._ref(node, *ref)
+            if ref[0] == "lead" and transformed and not condition:
+                self.problem(
+                    node,
+                    f"lead.{ref[1]} must be inserted as is ({{{{ lead.{ref[1]} }}}}, optionally"
+                    " with | default(...)), or its evidence is lost",
+                )
+            return
+        for kind, message in _REFUSED_STATEMENTS.items():
+            if isinstance(node, kind):
+                self.problem(node, message)
+        if isinstance(node, nodes.Name):
+            if node.name in ("lead", "sender"):
+                self.problem(node, f"use {node.name}.<field>, not {node.name} itself")
+            return
+        if isinstance(node, nodes.Const) and isinstance(node.value, str):
+            if _SENTINELS.search(node.value):
+                self.problem(node, "a string holds reserved characters U+E000 to U+E004")
+            return
+        if isinstance(node, nodes.Assign):
+            # Built only from the namespace and literals, a variable stays as small as the
+            # source: `{% set a = a ~ a %}` repeated would double it each time.
+            for name in node.node.find_all(nodes.Name):
+                if name.name not in ALLOWED_NAMES:
+                    self.problem(name, f"set may not use the variable {name.name!r}")
+        if isinstance(node, nodes.Getattr):
+            if node.attr.startswith("_"):
+                self.problem(node, f"private attribute {node.attr!r} is not accessible")
+            else:
+                self.problem(node, "attributes are only available as lead.<field>, sender.<field>")
+        elif isinstance(node, nodes.Getitem):
+            arg = node.arg
+            if isinstance(arg, nodes.Const) and str(arg.value).startswith("_"):
+                self.problem(node, f"private attribute {arg.value!r} is not accessible")
+            else:
+                self.problem(node, "subscripts are not available in message templates")
+        elif isinstance(node, nodes.Call):
+            self.problem(node, "calls are not available in message templates")
+        elif isinstance(node, nodes.Filter) and node.name not in ALLOWED_FILTERS:
+            self.problem(node, f"filter {node.name!r} is not available")
+
+        if isinstance(node, nodes.Output | nodes.Template):
+            self._children(node, transformed=False, condition=condition)
+        elif isinstance(node, nodes.If):
+            self.visit(node.test, transformed=transformed, condition=True)
+            for child in [*node.body, *node.elif_, *node.else_]:
+                self.visit(child, transformed=False, condition=condition)
+        elif isinstance(node, nodes.CondExpr):
+            if node.expr2 is None:
+                # Jinja's value for a false test without else is strict here, so it would raise.
+                self.problem(node, "an inline if needs an else: {{ a if b else '' }}")
+            self.visit(node.test, transformed=transformed, condition=True)
+            self.visit(node.expr1, transformed=transformed, condition=condition)
+            if node.expr2 is not None:
+                self.visit(node.expr2, transformed=transformed, condition=condition)
+        elif isinstance(node, nodes.Compare | nodes.Test | nodes.Not):
+            self._children(node, transformed=transformed, condition=True)
+        elif isinstance(node, nodes.And | nodes.Or):
+            # `lead.first_name or "there"` evaluates to one operand, unchanged.
+            self._children(node, transformed=transformed, condition=condition)
+        elif isinstance(node, nodes.Filter) and node.name in _PASS_THROUGH_FILTERS:
+            self._children(node, transformed=transformed, condition=condition)
+        else:
+            # Concatenation, arithmetic, other filters, assignments, literals: whatever comes out
+            # is a new string, not the evidenced value.
+            self._children(node, transformed=True, condition=condition)
+
+    def _children(self, node: nodes.Node, *, transformed: bool, condition: bool) -> None:
+        for child in node.iter_child_nodes():
+            self.visit(child, transformed=transformed, condition=condition)
+
+    def _ref(self, node: nodes.Node, namespace: str, name: str) -> None:
+        if name.startswith("_"):
+            self.problem(node, f"private attribute {name!r} is not accessible")
+        elif namespace == "lead" and name not in TEMPLATE_LEAD_FIELDS:
+            known = ", ".join(sorted(TEMPLATE_LEAD_FIELDS))
+            self.problem(node, f"unknown lead field {name!r} (known: {known})")
+        elif namespace == "sender" and name not in SENDER_FIELDS:
+            known = ", ".join(sorted(SENDER_FIELDS))
+            self.problem(node, f"unknown sender field {name!r} (known: {known})")
+
+
+def check_source(source: str, *, part: str = "body", max_chars: int = MAX_BODY_SOURCE) -> list[str]:
+    """Problems with one template source, each as "part: line N: message"; empty when fine."""
+    if len(source) > max_chars:
+        # Not even parsed: the check itself must stay cheap on hostile input.
+        return [f"{part}: {len(source)} characters, over the limit of {max_chars}"]
+    problems: list[str] = []
+    if _SENTINELS.search(source):
+        problems.append(f"{part}: contains reserved characters U+E000 to U+E004")
+    try:
+        ast = _ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        return [*problems, f"{part}: line {exc.lineno}: syntax error: {exc.message}"]
+    checker = _Checker(part)
+    # Without loops, macros or with blocks, `{% set %}` is the only way to declare a name.
+    names = list(ast.find_all(nodes.Name))
+    declared = {name.name for name in names if name.ctx == "store"}
+    reported: set[str] = set()
+    for name in names:
+        if name.ctx == "load" and name.name not in ALLOWED_NAMES | declared | reported:
+            checker.problem(name, f"unknown variable {name.name!r}")
+            reported.add(name.name)
+    checker.visit(ast, transformed=False, condition=False)
+    problems.extend(checker.problems)
+    if not problems:
+        try:
+            _compile(source)
+        except TemplateError as exc:
+            lineno = getattr(exc, "lineno", None)
+            where = f"line {lineno}: " if lineno else ""
+            problems.append(f"{part}: {where}{exc}")
+    return list(dict.fromkeys(problems))
+
+
+def check_template(template: MessageTemplate) -> list[str]:
+    """Every problem that keeps `template` from being saved or used; empty when it is fine."""
+    problems: list[str] = []
+    if template.channel is Channel.EMAIL:
+        if template.subject is None or not template.subject.strip():
+            problems.append("subject: an email template needs a subject")
+    elif template.subject is not None:
+        problems.append(f"subject: {template.channel} templates have no subject")
+    if template.subject is not None:
+        problems += check_source(template.subject, part="subject", max_chars=MAX_SUBJECT_SOURCE)
+    if not template.body.strip():
+        problems.append("body: empty")
+    else:
+        problems += check_source(template.body, part="body", max_chars=MAX_BODY_SOURCE)
+    return problems
+
+
+# --- Rendering ---------------------------------------------------------------------------------
+
+
+def _sender_view(sender: Sender) -> _Namespace:
+    values = {
+        name: clean_value(value)
+        for name in sorted(SENDER_FIELDS)
+        if (value := getattr(sender, name)) is not None and clean_value(value)
+    }
+    return _Namespace("sender", values)
+
+
+def usable_evidence(lead: Mapping[str, Evidence]) -> dict[str, Evidence]:
+    """The evidence a template may insert, values cleaned (`clean_value`), blanks dropped.
+
+    The cleaned copy is what segments carry, so an inserted value always equals its evidence.
+    """
+    usable: dict[str, Evidence] = {}
+    for field, evidence in lead.items():
+        if evidence.field != field:
+            raise ValueError(f"evidence for {evidence.field!r} filed under {field!r}")
+        value = clean_value(evidence.value)
+        if field in TEMPLATE_LEAD_FIELDS and value:
+            usable[field] = evidence if value == evidence.value else replace(evidence, value=value)
+    return usable
+
+
+def _segments(raw: str, lead: Mapping[str, Evidence]) -> list[Segment]:
+    segments: list[Segment] = []
+
+    def text(chunk: str) -> None:
+        if _SENTINELS.search(chunk):
+            raise EvidenceTampered("a template changed an inserted value's evidence marker")
+        if chunk:
+            segments.append(Segment(chunk))
+
+    position = 0
+    for match in _MARKER.finditer(raw):
+        text(raw[position : match.start()])
+        position = match.end()
+        value_field, value, gap_field = match.groups()
+        if gap_field is not None:
+            if gap_field not in TEMPLATE_LEAD_FIELDS or gap_field in lead:
+                raise EvidenceTampered(f"gap marker for {gap_field!r} was not produced as is")
+            segments.append(Segment(gap_text(gap_field), SegmentKind.GAP, gap_field))
+            continue
+        evidence = lead.get(value_field)
+        if evidence is None or evidence.value != value:
+            raise EvidenceTampered(f"value marker for {value_field!r} does not match its evidence")
+        segments.append(Segment(value, SegmentKind.VALUE, value_field, evidence))
+    text(raw[position:])
+    return segments
+
+
+def _tidy_text(text: str, *, single_line: bool) -> str:
+    if single_line:
+        text = re.sub(r"\s+", " ", text)
+    else:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = re.sub(r"[ \t]+\n", "\n", text)
+        text = re.sub(r"\n[ \t]+", "\n", text)
+        text = re.sub(r"[ \t]{2,}", " ", text)
+        text = re.sub(r"\n{3,}", "\n\n", text)
+    # A sender company ending in "." before a full stop ("Acme Ltd.."); an ellipsis stays.
+    return re.sub(r"(?<!\.)\.\.(?!\.)", ".", text)
+
+
+def _tidy(segments: list[Segment], *, single_line: bool) -> list[Segment]:
+    """Whitespace left by `{% if %}` blocks is template wording: tidy it, never a value."""
+    merged: list[Segment] = []
+    for segment in segments:
+        if merged and segment.kind is SegmentKind.TEXT and merged[-1].kind is SegmentKind.TEXT:
+            merged[-1] = Segment(merged[-1].text + segment.text)
+        else:
+            merged.append(segment)
+    tidied: list[Segment] = []
+    for segment in merged:
+        if segment.kind is not SegmentKind.TEXT:
+            tidied.append(segment)
+            continue
+        text = _tidy_text(segment.text, single_line=single_line)
+        # "Globex Inc." before the template's own full stop; the value itself stays as observed.
+        if tidied and tidied[-1].text.endswith(".") and re.match(r"\.(?!\.)", text):
+            text = text[1:]
+        tidied.append(Segment(text))
+    if tidied and tidied[0].kind is SegmentKind.TEXT:
+        tidied[0] = Segment(tidied[0].text.lstrip())
+    if tidied and tidied[-1].kind is SegmentKind.TEXT:
+        tidied[-1] = Segment(tidied[-1].text.rstrip())
+    return [s for s in tidied if s.text]
+
+
+def render(
+    source: str,
+    *,
+    lead: Mapping[str, Evidence],
+    sender: Sender,
+    cta: str,
+    tone: Tone,
+    length: Length,
+    single_line: bool = False,
+) -> Rendered:
+    """Render one template source into segments.
+
+    Raises the sandbox's errors (`jinja2.exceptions.SecurityError`, `UndefinedError`, ...) for
+    what the sandbox refuses, and `EvidenceTampered` for a forged or altered marker. Meant to run
+    after `check_template`; safe without it.
+    """
+    usable = usable_evidence(lead)
+    context = {
+        "lead": _Namespace("lead", {f: _Tracked(e.value, f) for f, e in usable.items()}),
+        "sender": _sender_view(sender),
+        "cta": clean_value(cta),
+        "tone": tone.value,
+        "length": length.value,
+    }
+    chunks: list[str] = []
+    size = 0
+    for chunk in _compile(strip_sentinels(source)).generate(context):
+        size += len(chunk)
+        if size > MAX_RENDERED:
+            raise SecurityError(f"rendered text is over {MAX_RENDERED} characters")
+        chunks.append(chunk)
+    segments = _segments("".join(chunks), usable)
+    return Rendered(_tidy(segments, single_line=single_line))
+
+
+# --- Calls to action and built-in templates ------------------------------------------------------
+
+# One sentence per tone; worded to work spoken as well as written.
+CTA_TEXTS: Mapping[str, Mapping[Tone, str]] = {
+    "book_call": {
+        Tone.FORMAL: "Would you be available for a 15-minute conversation in the coming days?",
+        Tone.FRIENDLY: "Would you be up for a quick 15-minute chat this week?",
+        Tone.DIRECT: "Can we set up 15 minutes this week?",
+    },
+    "reply": {
+        Tone.FORMAL: "I would be grateful if you could let me know whether this is of interest.",
+        Tone.FRIENDLY: "Just let me know if this sounds useful.",
+        Tone.DIRECT: "Is this worth a conversation?",
+    },
+    "send_info": {
+        Tone.FORMAL: "May I send you a brief overview?",
+        Tone.FRIENDLY: "Want me to send over a short overview?",
+        Tone.DIRECT: "Shall I send a one-page overview?",
+    },
+}
+
+
+def cta_text(cta: str, tone: Tone) -> str:
+    """The call-to-action sentence for a CTA key (`CTA_TEXTS`) in a tone."""
+    try:
+        return CTA_TEXTS[cta][tone]
+    except KeyError:
+        known = ", ".join(CTA_TEXTS)
+        raise ValueError(f"unknown call to action {cta!r} (known: {known})") from None
+
+
+# Optional paragraphs: `length != "short"` for the middle one, `length == "long"` for the last.
+# Greeting fallbacks ("there") are generic words, not facts about the lead.
+_EMAIL: dict[Tone, tuple[str, str]] = {
+    Tone.FORMAL: (
+        "{{ lead.company }} and {{ sender.company }}",
+        """\
+{% if lead.full_name %}Dear {{ lead.full_name }},{% else %}Good day,{% endif %}
+
+
+My name is {{ sender.name }}, and I am writing from {{ sender.company }} regarding \
+{{ lead.company }}.
+{% if length != "short" %}
+
+{% if lead.title %}Given your role as {{ lead.title }}, I thought it best to contact you \
+directly. {% endif %}I would welcome the opportunity to learn about your current priorities and \
+to explain briefly how we work.
+{% endif %}
+{% if length == "long" %}
+
+There is no obligation of any kind. If the timing is not right, a short reply is sufficient and \
+I will not follow up further.
+{% endif %}
+
+{{ cta }}
+
+Kind regards,
+{{ sender.name }}
+""",
+    ),
+    Tone.FRIENDLY: (
+        "Quick question about {{ lead.company }}",
+        """\
+Hi {{ lead.first_name | default("there") }},
+
+I'm {{ sender.name }} from {{ sender.company }}, and I've been meaning to reach out to the team \
+at {{ lead.company }}.
+{% if length != "short" %}
+
+{% if lead.title %}As {{ lead.title }}, you probably have a good view of what's working and \
+what isn't. {% endif %}I'd love to hear what's on your plate right now and share a few ideas.
+{% endif %}
+{% if length == "long" %}
+
+No pressure at all. If now isn't a good time, just say so and I won't keep nudging.
+{% endif %}
+
+{{ cta }}
+
+Cheers,
+{{ sender.name }}
+""",
+    ),
+    Tone.DIRECT: (
+        "Idea for {{ lead.company }}",
+        """\
+{{ lead.first_name | default("Hello") }},
+
+I'm {{ sender.name }} at {{ sender.company }}, writing to {{ lead.company }} with one question.
+{% if length != "short" %}
+
+{% if lead.title %}As {{ lead.title }}, you'll know quickly whether this is relevant. \
+{% endif %}If it isn't, tell me and I'll close the loop.
+{% endif %}
+{% if length == "long" %}
+
+What I'd cover: where you are today, where we could help, and whether a second conversation \
+makes sense. Nothing more.
+{% endif %}
+
+{{ cta }}
+
+{{ sender.name }}
+""",
+    ),
+}
+
+_SMS: dict[Tone, str] = {
+    Tone.FORMAL: (
+        "Hello{% if lead.full_name %} {{ lead.full_name }}{% endif %}, this is {{ sender.name }} "
+        "from {{ sender.company }} regarding {{ lead.company }}."
+        '{% if length != "short" %} I would welcome a brief conversation about your priorities.'
+        "{% endif %}"
+        '{% if length == "long" %} There is no obligation.{% endif %}'
+        " {{ cta }}"
+    ),
+    Tone.FRIENDLY: (
+        'Hi {{ lead.first_name | default("there") }}, it\'s {{ sender.name }} from '
+        "{{ sender.company }}. I'd love to connect about {{ lead.company }}."
+        '{% if length != "short" %} I have a few ideas that might help your team.{% endif %}'
+        '{% if length == "long" %} No pressure if the timing is off.{% endif %}'
+        " {{ cta }}"
+    ),
+    Tone.DIRECT: (
+        '{{ lead.first_name | default("Hi") }}, {{ sender.name }} from {{ sender.company }} '
+        "here, about {{ lead.company }}."
+        '{% if length != "short" %} I think we can help and would like to show you how.'
+        "{% endif %}"
+        '{% if length == "long" %} If it is not relevant, just say so.{% endif %}'
+        " {{ cta }}"
+    ),
+}
+
+_WHATSAPP: dict[Tone, str] = {
+    Tone.FORMAL: """\
+Hello{% if lead.full_name %} {{ lead.full_name }}{% endif %},
+
+This is {{ sender.name }} from {{ sender.company }}, writing regarding {{ lead.company }}.
+{% if length != "short" %}
+I would welcome a brief conversation about your current priorities.
+{% endif %}
+{% if length == "long" %}
+There is no obligation, and a short reply is enough if the timing is not right.
+{% endif %}
+
+{{ cta }}
+""",
+    Tone.FRIENDLY: """\
+Hi {{ lead.first_name | default("there") }}, it's {{ sender.name }} from {{ sender.company }}.
+
+I'd love to connect about {{ lead.company }}.
+{% if length != "short" %}
+I have a few ideas that might help your team.
+{% endif %}
+{% if length == "long" %}
+No pressure if the timing is off; just let me know.
+{% endif %}
+
+{{ cta }}
+""",
+    Tone.DIRECT: """\
+{{ lead.first_name | default("Hi") }}, {{ sender.name }} from {{ sender.company }} here, \
+about {{ lead.company }}.
+{% if length != "short" %}
+I think we can help and would like to show you how.
+{% endif %}
+{% if length == "long" %}
+If it is not relevant, just say so.
+{% endif %}
+
+{{ cta }}
+""",
+}
+
+# The platform opens every script with the caller's name and company; these carry on from there.
+_VOICE: dict[Tone, str] = {
+    Tone.FORMAL: """\
+{% if lead.full_name %}Am I speaking with {{ lead.full_name }}?
+
+{% endif %}
+I am calling regarding {{ lead.company }}.
+{% if length != "short" %}
+I would welcome the opportunity to learn about your current priorities and explain briefly \
+how we work.
+{% endif %}
+{% if length == "long" %}
+There is no obligation, and if now is not a convenient time I am happy to call back.
+{% endif %}
+
+{{ cta }}
+""",
+    Tone.FRIENDLY: """\
+Hi {{ lead.first_name | default("there") }}, thanks for picking up.
+
+I'm calling about {{ lead.company }}.
+{% if length != "short" %}
+I'd love to hear what's on your plate right now and share a few ideas.
+{% endif %}
+{% if length == "long" %}
+If this isn't a good moment, no problem at all; I can call back whenever suits you.
+{% endif %}
+
+{{ cta }}
+""",
+    Tone.DIRECT: """\
+I'm calling about {{ lead.company }}, and I'll keep it to a minute.
+{% if length != "short" %}
+I think we can help, and I'd like to find out whether that's true.
+{% endif %}
+{% if length == "long" %}
+If it isn't relevant, just tell me and I won't call again.
+{% endif %}
+
+{{ cta }}
+""",
+}
+
+
+def _defaults() -> dict[tuple[Channel, Tone], MessageTemplate]:
+    templates: dict[tuple[Channel, Tone], MessageTemplate] = {}
+    for tone in Tone:
+        subject, body = _EMAIL[tone]
+        bodies = {
+            Channel.EMAIL: body,
+            Channel.SMS: _SMS[tone],
+            Channel.WHATSAPP: _WHATSAPP[tone],
+            Channel.VOICE: _VOICE[tone],
+        }
+        for channel, text in bodies.items():
+            templates[channel, tone] = MessageTemplate(
+                id=f"default.{channel}.{tone}",
+                channel=channel,
+                subject=subject if channel is Channel.EMAIL else None,
+                body=text,
+                tone=tone,
+            )
+    return templates
+
+
+DEFAULT_TEMPLATES: Mapping[tuple[Channel, Tone], MessageTemplate] = _defaults()
+
+
+def default_template(channel: Channel, tone: Tone) -> MessageTemplate:
+    return DEFAULT_TEMPLATES[channel, tone]
