@@ -195,3 +195,5 @@ ManageScoring = Annotated[Console, Depends(action(P.SCORING_MANAGE))]
 ViewRouting = Annotated[Console, Depends(page(P.ROUTING_READ))]
 # The simulator writes nothing, so reading the routing setup is enough to run it.
 SimulateRouting = Annotated[Console, Depends(action(P.ROUTING_READ))]
+ViewApprovals = Annotated[Console, Depends(page(P.DRAFTS_READ))]
+ReviewDrafts = Annotated[Console, Depends(action(P.APPROVALS_REVIEW))]

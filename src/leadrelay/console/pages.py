@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from leadrelay.console import (
     api_keys,
+    approvals,
     audit,
     dashboard,
     dead_letters,
@@ -43,6 +44,7 @@ for area in (
     dedup,
     scoring,
     routing,
+    approvals,
     users,
     api_keys,
     audit,

@@ -47,6 +47,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Duplicate review", "/console/dedup", Permission.LEADS_READ, "merge"),
     NavItem("ICP scoring", "/console/scoring", Permission.SCORING_READ, "filter"),
     NavItem("Routing", "/console/routing", Permission.ROUTING_READ, "split"),
+    NavItem("Approvals", "/console/approvals", Permission.DRAFTS_READ, "check"),
     NavItem("Users", "/console/users", Permission.USERS_READ, "users"),
     NavItem("API keys", "/console/api-keys", Permission.API_KEYS_MANAGE, "key"),
     NavItem("Audit trail", "/console/audit", Permission.AUDIT_READ, "shield"),
