@@ -22,6 +22,7 @@ from leadrelay.core.http import (
 from leadrelay.core.logging import configure_logging
 from leadrelay.core.security import SecretBox, secret_keys
 from leadrelay.core.settings import Settings, get_settings
+from leadrelay.drafting.api import router as drafting_router
 from leadrelay.identity.api import router as identity_router
 from leadrelay.inbound.api import router as inbound_router
 from leadrelay.inbound.fastpath import InboundFastPath
@@ -59,6 +60,9 @@ def create_app(
             intake = getattr(app.state, "intake", None)
             if intake is not None:
                 await intake.batcher.close()
+            drafter = getattr(app.state, "llm_drafter", None)
+            if drafter is not None:
+                await drafter.aclose()
             if owns_db:
                 await app.state.db.dispose()
 
@@ -86,6 +90,7 @@ def create_app(
     app.include_router(scoring_router)
     app.include_router(routing_router)
     app.include_router(approvals_router)
+    app.include_router(drafting_router)
     from leadrelay.console import body_limits, mount_console
 
     mount_console(app)

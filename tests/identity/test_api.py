@@ -17,6 +17,7 @@ from leadrelay.capture.provider_api import router as provider_router
 from leadrelay.compliance.api import router as audit_router
 from leadrelay.core.jobs import add_dead_letter
 from leadrelay.core.jobs_models import DeadLetter
+from leadrelay.drafting.api import router as drafting_router
 from leadrelay.identity.api import router as identity_router
 from leadrelay.identity.models import ApiKey, Role, User
 from leadrelay.identity.permissions import MATRIX, Permission
@@ -467,6 +468,16 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("POST", "/v1/approvals/decisions/{id}/revoke", P.APPROVALS_REVIEW),
     ("GET", "/v1/approvals/policy", P.DRAFTS_READ),
     ("PATCH", "/v1/approvals/policy", P.APPROVAL_POLICY),
+    ("POST", "/v1/drafts", P.DRAFTS_WRITE),
+    ("GET", "/v1/drafts", P.DRAFTS_READ),
+    ("GET", "/v1/drafts/{id}", P.DRAFTS_READ),
+    ("POST", "/v1/drafts/{id}/submit", P.DRAFTS_WRITE),
+    ("POST", "/v1/drafts/{id}/edit", P.DRAFTS_WRITE),
+    ("GET", "/v1/templates", P.DRAFTS_READ),
+    ("POST", "/v1/templates", P.TEMPLATES_MANAGE),
+    ("PUT", "/v1/templates/{id}", P.TEMPLATES_MANAGE),
+    ("GET", "/v1/drafting/sender", P.DRAFTS_READ),
+    ("PATCH", "/v1/drafting/sender", P.TEMPLATES_MANAGE),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
 # Authenticated by the sender's signature, not by an API key (tests/inbound, tests/capture).
@@ -501,6 +512,7 @@ class TestPermissionMatrix:
             scoring_router,
             routing_router,
             approvals_router,
+            drafting_router,
         ):
             for route in router.routes:
                 assert isinstance(route, APIRoute)
@@ -525,6 +537,7 @@ class TestPermissionMatrix:
                 "rule_id",
                 "draft_id",
                 "approval_id",
+                "template_id",
             )
         } | OPEN_TO_EVERY_KEY
         assert declared - SIGNED_BY_SENDER <= listed

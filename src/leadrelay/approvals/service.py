@@ -374,12 +374,20 @@ async def edit(
             "Only e-mail drafts have a subject.",
             errors=[{"field": "subject", "reason": "must match the channel"}],
         )
+    # The platform's compliance text (sender, address, unsubscribe, STOP) is not the editor's
+    # to remove: an edit keeps every line of it.
+    dropped = [line for line in previous.compliance if line not in body]
+    if dropped:
+        raise ValidationFailed(
+            "An edit must keep the compliance text the platform added.",
+            errors=[{"field": "body", "reason": f"missing: {line}"} for line in dropped],
+        )
     content = RevisionContent(
         subject=subject,
         body=body,
-        # An edited text keeps no sentence-level evidence: the reviewer wrote it.
-        sentences=[],
-        gaps=[],
+        # Sentences left as they were keep their evidence; the editor's own words have none.
+        sentences=[s for s in previous.sentences if _still_there(s, subject, body)],
+        gaps=[gap for gap in previous.gaps if f"[missing: {gap}]" in body],
         compliance=list(previous.compliance),
     )
     revision = await add_revision(session, actor, draft, content, now=now, previous=previous)
@@ -388,6 +396,12 @@ async def edit(
         draft.expires_at = now + timedelta(days=(await _expiry(session, draft)))
     await _audit(session, actor, "draft.edited", draft, now=now, sha256=revision.content_sha256)
     return revision
+
+
+def _still_there(sentence: Mapping[str, Any], subject: str | None, body: str) -> bool:
+    text = str(sentence.get("text") or "")
+    where = (subject or "") if sentence.get("part") == "subject" else body
+    return bool(text) and text in where
 
 
 async def _expiry(session: AsyncSession, draft: Draft) -> int:

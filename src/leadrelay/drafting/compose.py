@@ -429,3 +429,94 @@ def highlight(draft: Draft, *, part: Literal["body", "subject"] = "body") -> lis
         }
         for start, end, segment in _with_offsets(segments)
     ]
+
+
+# --- Free text (an LLM's draft) ------------------------------------------------------------------
+
+
+def _value_spans(text: str, evidence: Mapping[str, Evidence]) -> list[tuple[int, int, Evidence]]:
+    """Where evidenced values occur in free text: case-insensitive whole words, longest value
+    first so "Acme Robotics" wins over "Acme", never overlapping."""
+    found: list[tuple[int, int, Evidence]] = []
+    ranked = sorted(evidence.values(), key=lambda e: (-len(e.value), e.field))
+    for item in ranked:
+        pattern = re.compile(r"(?<!\w)" + re.escape(item.value) + r"(?!\w)", re.IGNORECASE)
+        for match in pattern.finditer(text):
+            start, end = match.span()
+            if all(end <= a or start >= b for a, b, _ in found):
+                found.append((start, end, item))
+    return sorted(found, key=lambda span: span[0])
+
+
+def _written_segments(text: str, evidence: Mapping[str, Evidence]) -> list[Segment]:
+    segments: list[Segment] = []
+    cursor = 0
+    for start, end, item in _value_spans(text, evidence):
+        if start > cursor:
+            segments.append(Segment(text[cursor:start]))
+        segments.append(Segment(text[start:end], SegmentKind.VALUE, item.field, item))
+        cursor = end
+    if cursor < len(text):
+        segments.append(Segment(text[cursor:]))
+    return segments
+
+
+def compose_written(
+    subject: str | None,
+    text: str,
+    evidence: Mapping[str, Evidence],
+    *,
+    sender: Sender,
+    channel: Channel,
+    tone: Tone,
+    length: Length,
+    cta: str,
+    first_message: bool,
+    now: datetime,
+    writer: str,
+) -> Draft:
+    """A draft from text someone else wrote (a model), already validated against `evidence`.
+
+    Each evidenced value found in the text becomes a value segment, so its sentence carries the
+    evidence exactly as a template's would; the platform's compliance text is appended the same
+    way. `writer` is recorded as the draft's template id (e.g. "llm:gpt-4o-mini").
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if (subject is not None) != (channel is Channel.EMAIL):
+        raise ValueError("an email has a subject and no other channel does")
+    usable = usable_evidence(evidence)
+    text = text.strip()
+    if UNSUBSCRIBE_PLACEHOLDER in text or UNSUBSCRIBE_PLACEHOLDER in (subject or ""):
+        raise ValueError(f"{UNSUBSCRIBE_PLACEHOLDER} is reserved for the platform's footer")
+    subject_segments = _written_segments(subject, usable) if subject is not None else []
+    lines = compliance_lines(channel, sender, first_message=first_message)
+    segments = _assemble(channel, _written_segments(text, usable), lines)
+    body = "".join(s.text for s in segments)
+    if subject is not None and len(subject) > SUBJECT_LIMIT:
+        raise DraftTooLong(channel, SUBJECT_LIMIT, len(subject), "subject")
+    if len(body) > BODY_LIMITS[channel]:
+        raise DraftTooLong(channel, BODY_LIMITS[channel], len(body))
+    return Draft(
+        channel=channel,
+        subject=subject,
+        body=body,
+        sentences=sentences_of(segments),
+        gaps=[],
+        compliance=lines,
+        content_sha256=content_hash(channel, subject, body),
+        subject_sentences=sentences_of(subject_segments),
+        segments=segments,
+        subject_segments=subject_segments,
+        template_id=writer,
+        tone=tone,
+        length=length,
+        cta=cta,
+        composed_at=now,
+    )
+
+
+def compliance_length(channel: Channel, sender: Sender, *, first_message: bool) -> int:
+    """Characters the platform adds to a message: what a writer's text must leave room for."""
+    lines = compliance_lines(channel, sender, first_message=first_message)
+    return len("".join(s.text for s in _assemble(channel, [], lines)))
