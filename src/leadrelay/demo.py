@@ -5,17 +5,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadrelay.approvals.service import Policy
 from leadrelay.capture.cleaning import clean_lead
 from leadrelay.capture.intake import CapturePolicy, ingest
-from leadrelay.capture.models import Lead, LegalBasis, Source, SourceKind, SourceStatus
+from leadrelay.capture.models import (
+    Lead,
+    LeadStatus,
+    LegalBasis,
+    Source,
+    SourceKind,
+    SourceStatus,
+)
 from leadrelay.compliance.audit import AuditEntry, append_events
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database, all_tenants
+from leadrelay.drafting import service as drafting
+from leadrelay.drafting.evidence import Channel
 from leadrelay.identity import service as identity
 from leadrelay.identity.models import Role
+from leadrelay.identity.service import Principal
 from leadrelay.routing.models import Rep, RoutingRuleRow, Team
 from leadrelay.scoring import service as scoring
 from leadrelay.scoring.icp import RuleSetBody
@@ -63,6 +76,7 @@ class DemoTenant:
     # Routing rules in order: (name, conditions, team); the first team is the fallback of
     # the others, so a lead no rule or rep takes still finds someone when one is free.
     rules: list[tuple[str, list[dict[str, object]], str]] = field(default_factory=list)
+    postal_address: str = ""  # the sender's, printed under every message
 
 
 ASSESSMENT = (
@@ -82,6 +96,7 @@ TENANTS = [
         slug="acme",
         name="Acme Realty",
         country="US",
+        postal_address="500 Market Street, Suite 200\nSan Francisco, CA 94105",
         teams={
             "West Coast": [
                 ("Maya Chen", "America/Los_Angeles", ["US"]),
@@ -125,6 +140,7 @@ TENANTS = [
         slug="northwind",
         name="Northwind Solar",
         country="GB",
+        postal_address="12 Wharf Road\nLondon N1 7GR",
         teams={
             "UK & Ireland": [
                 ("Oliver Hughes", "Europe/London", ["GB", "IE"]),
@@ -251,6 +267,7 @@ async def load_demo(db: Database) -> list[DemoLogin]:
                     policy=CapturePolicy(),
                     now=now,
                 )
+            await _demo_drafts(session, actor, spec, now=now)
             await append_events(
                 session,
                 tenant.id,
@@ -262,6 +279,33 @@ async def load_demo(db: Database) -> list[DemoLogin]:
                 now=now,
             )
     return demo_logins()
+
+
+async def _demo_drafts(
+    session: AsyncSession, actor: Principal, spec: DemoTenant, *, now: datetime
+) -> None:
+    """The sender identity, and three e-mail drafts waiting in the review queue."""
+    await drafting.set_sender(
+        session,
+        actor,
+        {"name": "Demo Team", "company": spec.name, "postal_address": spec.postal_address},
+        now=now,
+    )
+    leads = await session.scalars(
+        select(Lead.id)
+        .where(Lead.status == LeadStatus.NEW, Lead.email.is_not(None), Lead.company.is_not(None))
+        .order_by(Lead.created_at, Lead.id)
+        .limit(3)
+    )
+    for lead_id in leads:
+        await drafting.generate(
+            session,
+            actor,
+            drafting.DraftRequest(lead_id=lead_id, channel=Channel.EMAIL, submit=True),
+            drafter=None,
+            policy=Policy(),
+            now=now,
+        )
 
 
 def demo_logins() -> list[DemoLogin]:
