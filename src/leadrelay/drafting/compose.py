@@ -44,6 +44,7 @@ from leadrelay.drafting.templates import (
     render,
     usable_evidence,
 )
+from leadrelay.drafting.validate import Problem, validate
 
 # Kept verbatim in the footer; the send step swaps in each recipient's own link.
 UNSUBSCRIBE_PLACEHOLDER = "{{unsubscribe_url}}"
@@ -249,8 +250,16 @@ def sentences_of(segments: Sequence[Segment]) -> list[Sentence]:
         (start, end) for start, end, s in placed if s.kind in (SegmentKind.VALUE, SegmentKind.GAP)
     ]
     sentences: list[Sentence] = []
+    first = 0  # both are in text order: skip the segments that end before this sentence
     for start, end in split_sentences(text, protected):
-        inside = [s for s_start, s_end, s in placed if s_start < end and s_end > start]
+        while first < len(placed) and placed[first][1] <= start:
+            first += 1
+        inside = []
+        for s_start, s_end, segment in placed[first:]:
+            if s_start >= end:
+                break
+            if s_end > start:
+                inside.append(segment)
         evidence: dict[str, Evidence] = {}
         gaps: dict[str, None] = {}
         for segment in inside:
@@ -520,3 +529,18 @@ def compliance_length(channel: Channel, sender: Sender, *, first_message: bool) 
     """Characters the platform adds to a message: what a writer's text must leave room for."""
     lines = compliance_lines(channel, sender, first_message=first_message)
     return len("".join(s.text for s in _assemble(channel, [], lines)))
+
+
+def check_draft(draft: Draft) -> list[Problem]:
+    """What a template draft is validated for: its channel's length and the call to action the
+    request asked for. Its values are evidence by construction (only evidenced fields can be
+    inserted) and its wording is the tenant's own, checked by the sandbox when saved; the fact
+    check (`validate` with facts) is for writers the platform does not vouch for, like an LLM."""
+    return validate(
+        draft.body,
+        channel=draft.channel.value,
+        evidence_values={},
+        required=[cta_text(draft.cta, draft.tone)],
+        max_length=BODY_LIMITS[draft.channel],
+        facts=False,
+    )

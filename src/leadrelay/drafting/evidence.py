@@ -158,19 +158,20 @@ def evidence_from(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    by_field: dict[str, list[tuple[int, Observation]]] = defaultdict(list)
+    # Each value is cleaned and folded once: (index, observation, cleaned, folded).
+    by_field: dict[str, list[tuple[int, Observation, str, str]]] = defaultdict(list)
     for index, observation in enumerate(observations):
         if observation.observed_at.tzinfo is None:
             raise ValueError(f"observation of {observation.field} has a naive time")
-        if _clean(observation.value):
-            by_field[observation.field].append((index, observation))
+        cleaned = _clean(observation.value)
+        if cleaned:
+            by_field[observation.field].append((index, observation, cleaned, _key(cleaned)))
 
     result: dict[str, Evidence] = {}
     for field in sorted(by_field):
         rows = by_field[field]
-        _, newest = max(rows, key=lambda row: (row[1].observed_at, row[0]))
-        value = _clean(newest.value)
-        agreeing = {obs.source for _, obs in rows if _key(_clean(obs.value)) == _key(value)}
+        _, newest, value, folded = max(rows, key=lambda row: (row[1].observed_at, row[0]))
+        agreeing = {obs.source for _, obs, _, key in rows if key == folded}
         if field in verified:
             confidence = Confidence.HIGH
         elif now - newest.observed_at > STALE_AFTER:

@@ -183,10 +183,6 @@ def as_template(row: MessageTemplateRow) -> MessageTemplate:
 def template_problems(template: MessageTemplate) -> list[dict[str, str]]:
     """`check_template` as field errors for a problem+json answer."""
     problems = check_template(template)
-    if template.channel is Channel.EMAIL and not (template.subject or "").strip():
-        problems.append("subject: an e-mail template needs a subject")
-    if template.channel is not Channel.EMAIL and template.subject is not None:
-        problems.append(f"subject: only e-mail templates have one, not {template.channel}")
     return [
         {"field": problem.split(":", 1)[0] if ":" in problem else "body", "reason": problem}
         for problem in problems
@@ -401,6 +397,13 @@ async def generate(
             "The draft is too long for the channel.",
             errors=[{"field": exc.part, "reason": str(exc)}],
         ) from None
+
+    problems = composer.check_draft(written)
+    if problems:
+        raise ValidationFailed(
+            "The template's draft is not usable.",
+            errors=[{"field": "template", "reason": p.detail} for p in problems],
+        )
 
     origin, note = "template", None
     if request.use_llm and drafter is None:

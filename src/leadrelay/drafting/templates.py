@@ -96,6 +96,10 @@ def strip_sentinels(text: str) -> str:
 
 def clean_value(value: str) -> str:
     """A value as it may be inserted: no sentinels, no control or bidi characters, single-line."""
+    if value.isprintable():
+        # Sentinels (private use), bidi controls (format) and control characters are all
+        # non-printable, so the common case needs only the whitespace collapse.
+        return " ".join(value.split())
     kept = (
         ch
         for ch in strip_sentinels(value)
@@ -469,6 +473,13 @@ def check_source(source: str, *, part: str = "body", max_chars: int = MAX_BODY_S
 
 def check_template(template: MessageTemplate) -> list[str]:
     """Every problem that keeps `template` from being saved or used; empty when it is fine."""
+    # Parsing and walking the template costs about a millisecond, as much as the rest of a
+    # draft: each distinct template (a frozen value) is checked once per process.
+    return list(_checked_template(template))
+
+
+@functools.lru_cache(maxsize=512)
+def _checked_template(template: MessageTemplate) -> tuple[str, ...]:
     problems: list[str] = []
     if template.channel is Channel.EMAIL:
         if template.subject is None or not template.subject.strip():
@@ -481,19 +492,21 @@ def check_template(template: MessageTemplate) -> list[str]:
         problems.append("body: empty")
     else:
         problems += check_source(template.body, part="body", max_chars=MAX_BODY_SOURCE)
-    return problems
+    return tuple(problems)
 
 
 # --- Rendering ---------------------------------------------------------------------------------
 
 
 def _sender_view(sender: Sender) -> _Namespace:
-    values = {
-        name: clean_value(value)
-        for name in sorted(SENDER_FIELDS)
-        if (value := getattr(sender, name)) is not None and clean_value(value)
-    }
-    return _Namespace("sender", values)
+    return _Namespace("sender", _sender_values(sender))
+
+
+@functools.lru_cache(maxsize=256)
+def _sender_values(sender: Sender) -> dict[str, str]:
+    # A tenant's sender is the same for every draft: cleaned once (callers copy the dict).
+    cleaned = {name: clean_value(getattr(sender, name) or "") for name in sorted(SENDER_FIELDS)}
+    return {name: value for name, value in cleaned.items() if value}
 
 
 def usable_evidence(lead: Mapping[str, Evidence]) -> dict[str, Evidence]:

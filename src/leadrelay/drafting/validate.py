@@ -136,6 +136,19 @@ def _present(needle: str, haystack: str) -> bool:
     return re.search(before + re.escape(needle) + after, haystack) is not None
 
 
+def _verbatim(element: str, text: str) -> bool:
+    """`element` occurs as is, between word boundaries: present without normalizing."""
+    at = text.find(element)
+    while at >= 0:
+        end = at + len(element)
+        before_ok = at == 0 or not (text[at - 1].isalnum() and element[0].isalnum())
+        after_ok = end == len(text) or not (text[end].isalnum() and element[-1].isalnum())
+        if before_ok and after_ok:
+            return True
+        at = text.find(element, at + 1)
+    return False
+
+
 def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
@@ -283,6 +296,7 @@ def validate(
     allowed: Collection[str] = (),
     required: Collection[str] = (),
     max_length: int,
+    facts: bool = True,
 ) -> list[Problem]:
     """Problems that reject `text` as a `channel` draft; an empty list means it may be used.
 
@@ -307,6 +321,9 @@ def validate(
           publications) joined by single spaces or "&". A run passes whole or word by word
           (first and last name from two fields); otherwise its unsupported words are reported.
           Words in `COMMON_WORDS` (greetings, "I", honorifics, days of the week) are skipped.
+    `facts=False` checks length and required elements only: for a template draft, whose
+    inserted values are evidence by construction and whose wording is the tenant's own.
+
     Known gaps, by design of a rule set without a dictionary: the first word of a sentence is
     not reported on its own (it is capitalized for grammar), so "Maria called." at a sentence
     start passes; lower-case names, numbers in words ("forty") and claims phrased outside the
@@ -323,12 +340,17 @@ def validate(
                 text[max_length:],
             )
         )
-    normalized_text = normalize(text)
+    normalized_text: str | None = None
     for element in required:
-        if element and element.strip() and not _present(normalize(element), normalized_text):
+        if not element or not element.strip() or _verbatim(element, text):
+            continue
+        normalized_text = normalized_text or normalize(text)  # only when needed: NFKC is dear
+        if not _present(normalize(element), normalized_text):
             problems.append(
                 Problem(MISSING_REQUIRED, f"required element missing: {element!r}", 0, 0, "")
             )
+    if not facts:
+        return problems
 
     evidence = _Evidence(list(evidence_values.values()) + list(allowed))
     claims: list[Problem] = []
