@@ -186,8 +186,16 @@ ABBREVIATIONS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 _TERMINAL = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)|\n")
-_WORD_BEFORE = re.compile(r"\S*$")
 _NEXT_ON_LINE = re.compile(r"[ \t]*(\S)")
+
+
+def _word_before(text: str, end: int) -> str:
+    """The run of non-space characters ending at `end` (a backward scan: a regex searched from
+    the start of the text would rescan it for every full stop)."""
+    start = end
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    return text[start:end]
 
 
 def split_sentences(text: str, protected: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int]]:
@@ -209,8 +217,7 @@ def split_sentences(text: str, protected: Sequence[tuple[int, int]] = ()) -> lis
         if any(start < end < stop for start, stop in protected):
             continue
         if match.group().rstrip("\"'”’)]") == ".":
-            word_match = _WORD_BEFORE.search(text, 0, match.start())
-            word = (word_match.group() if word_match else "").lstrip("([\"'“‘").casefold()
+            word = _word_before(text, match.start()).lstrip("([\"'“‘").casefold()
             if word in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
                 continue
             following = _NEXT_ON_LINE.match(text, end)
@@ -255,7 +262,8 @@ def sentences_of(segments: Sequence[Segment]) -> list[Sentence]:
         while first < len(placed) and placed[first][1] <= start:
             first += 1
         inside = []
-        for s_start, s_end, segment in placed[first:]:
+        for index in range(first, len(placed)):
+            s_start, s_end, segment = placed[index]
             if s_start >= end:
                 break
             if s_end > start:

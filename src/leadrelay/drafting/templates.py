@@ -551,7 +551,9 @@ def _segments(raw: str, lead: Mapping[str, Evidence]) -> list[Segment]:
     return segments
 
 
+@functools.lru_cache(maxsize=4096)
 def _tidy_text(text: str, *, single_line: bool) -> str:
+    # Template wording between values repeats from lead to lead: each piece is tidied once.
     if single_line:
         text = re.sub(r"\s+", " ", text)
     else:
