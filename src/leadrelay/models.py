@@ -10,6 +10,7 @@ from leadrelay.core import jobs_models
 from leadrelay.core.db import Base
 from leadrelay.identity import models as identity_models
 from leadrelay.inbound import models as inbound_models
+from leadrelay.outreach import models as outreach_models
 from leadrelay.routing import models as routing_models
 from leadrelay.scoring import models as scoring_models
 from leadrelay.webhooks import models as webhooks_models
@@ -27,6 +28,7 @@ __all__ = [
     "inbound_models",
     "jobs_models",
     "metadata",
+    "outreach_models",
     "provider_models",
     "routing_models",
     "scoring_models",

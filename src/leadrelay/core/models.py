@@ -71,4 +71,8 @@ TENANT_TABLES: tuple[str, ...] = (
     "drafts",
     "draft_revisions",
     "approvals",
+    "messages",
+    "suppressions",
+    "dnc_entries",
+    "consents",
 )

@@ -1,0 +1,1 @@
+"""Outreach: the policy guard, the channels (dry-run by default) and campaigns."""

@@ -1,0 +1,1 @@
+"""Channels: one adapter per provider behind one interface."""
