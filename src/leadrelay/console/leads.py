@@ -21,6 +21,7 @@ from leadrelay.capture import dedup, service, sources
 from leadrelay.capture.dedup_models import LeadMerge
 from leadrelay.capture.models import Lead, LeadImport, LeadStatus
 from leadrelay.compliance import audit
+from leadrelay.console import drafting
 from leadrelay.console.auth import Console, ViewLeads, WriteLeads
 from leadrelay.console.errors import ConsoleProblem
 from leadrelay.console.rendering import Notice, is_htmx, render
@@ -371,6 +372,11 @@ async def _detail(
 ) -> Response:
     context = await _detail_context(console, lead_id)
     context["panel_notices"] = notices or []
+    context["draft_form"] = (
+        await drafting.draft_form_context(request, console, context["lead"])
+        if console.can(Permission.DRAFTS_WRITE)
+        else None
+    )
     template = (
         "leads/_detail.html" if _htmx_target(request) == "lead-detail" else "leads/detail.html"
     )

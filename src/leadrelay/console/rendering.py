@@ -48,6 +48,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("ICP scoring", "/console/scoring", Permission.SCORING_READ, "filter"),
     NavItem("Routing", "/console/routing", Permission.ROUTING_READ, "split"),
     NavItem("Approvals", "/console/approvals", Permission.DRAFTS_READ, "check"),
+    NavItem("Templates", "/console/templates", Permission.DRAFTS_READ, "message"),
     NavItem("Users", "/console/users", Permission.USERS_READ, "users"),
     NavItem("API keys", "/console/api-keys", Permission.API_KEYS_MANAGE, "key"),
     NavItem("Audit trail", "/console/audit", Permission.AUDIT_READ, "shield"),

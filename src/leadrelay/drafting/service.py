@@ -397,6 +397,10 @@ async def generate(
             "The draft is too long for the channel.",
             errors=[{"field": exc.part, "reason": str(exc)}],
         ) from None
+    except ValueError as exc:  # e.g. the template wrote the reserved unsubscribe placeholder
+        raise ValidationFailed(
+            "The template cannot be used.", errors=[{"field": "template", "reason": str(exc)}]
+        ) from None
 
     problems = composer.check_draft(written)
     if problems:
