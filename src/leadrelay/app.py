@@ -27,6 +27,8 @@ from leadrelay.identity.api import router as identity_router
 from leadrelay.inbound.api import router as inbound_router
 from leadrelay.inbound.fastpath import InboundFastPath
 from leadrelay.ops.api import router as ops_router
+from leadrelay.outreach.api import DNC_UPLOAD_LIMIT, DNC_UPLOAD_PATH
+from leadrelay.outreach.api import router as outreach_router
 from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import OUTCOMES_UPLOAD_LIMIT, OUTCOMES_UPLOAD_PATH
 from leadrelay.scoring.api import router as scoring_router
@@ -34,7 +36,7 @@ from leadrelay.webhooks.api import router as webhooks_router
 
 # Routes that read their own raw body (signed inbound webhooks, file uploads).
 # Routes that read their own bodies: signed webhooks (raw bytes), file uploads (multipart).
-RAW_BODY_PREFIXES: tuple[str, ...] = ("/v1/inbound/", OUTCOMES_UPLOAD_PATH)
+RAW_BODY_PREFIXES: tuple[str, ...] = ("/v1/inbound/", OUTCOMES_UPLOAD_PATH, DNC_UPLOAD_PATH)
 
 
 def secret_box_for(settings: Settings) -> SecretBox:
@@ -91,6 +93,7 @@ def create_app(
     app.include_router(routing_router)
     app.include_router(approvals_router)
     app.include_router(drafting_router)
+    app.include_router(outreach_router)
     from leadrelay.console import body_limits, mount_console
 
     mount_console(app)
@@ -102,7 +105,11 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
-        path_limits={**body_limits(), OUTCOMES_UPLOAD_PATH: OUTCOMES_UPLOAD_LIMIT},
+        path_limits={
+            **body_limits(),
+            OUTCOMES_UPLOAD_PATH: OUTCOMES_UPLOAD_LIMIT,
+            DNC_UPLOAD_PATH: DNC_UPLOAD_LIMIT,
+        },
     )
     app.add_middleware(RequestContextMiddleware)
     return app

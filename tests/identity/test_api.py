@@ -23,6 +23,7 @@ from leadrelay.identity.models import ApiKey, Role, User
 from leadrelay.identity.permissions import MATRIX, Permission
 from leadrelay.inbound.api import router as inbound_router
 from leadrelay.ops.api import router as ops_router
+from leadrelay.outreach.api import router as outreach_router
 from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import router as scoring_router
 from leadrelay.webhooks.api import router as webhooks_router
@@ -478,6 +479,14 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("PUT", "/v1/templates/{id}", P.TEMPLATES_MANAGE),
     ("GET", "/v1/drafting/sender", P.DRAFTS_READ),
     ("PATCH", "/v1/drafting/sender", P.TEMPLATES_MANAGE),
+    ("GET", "/v1/suppressions", P.OUTREACH_READ),
+    ("GET", "/v1/suppressions/check", P.OUTREACH_READ),
+    ("POST", "/v1/suppressions", P.SUPPRESSIONS_MANAGE),
+    ("DELETE", "/v1/suppressions/{id}", P.SUPPRESSIONS_MANAGE),
+    ("GET", "/v1/dnc", P.OUTREACH_READ),
+    ("POST", "/v1/dnc/import", P.SUPPRESSIONS_MANAGE),
+    ("GET", "/v1/leads/{id}/consents", P.OUTREACH_READ),
+    ("POST", "/v1/leads/{id}/consents", P.SUPPRESSIONS_MANAGE),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
 # Authenticated by the sender's signature, not by an API key (tests/inbound, tests/capture).
@@ -513,6 +522,7 @@ class TestPermissionMatrix:
             routing_router,
             approvals_router,
             drafting_router,
+            outreach_router,
         ):
             for route in router.routes:
                 assert isinstance(route, APIRoute)
@@ -538,6 +548,7 @@ class TestPermissionMatrix:
                 "draft_id",
                 "approval_id",
                 "template_id",
+                "suppression_id",
             )
         } | OPEN_TO_EVERY_KEY
         assert declared - SIGNED_BY_SENDER <= listed

@@ -32,6 +32,10 @@ class Permission(StrEnum):
     DRAFTS_WRITE = "drafts:write"  # generate, edit and submit drafts
     TEMPLATES_MANAGE = "templates:manage"
     APPROVAL_POLICY = "approvals:policy"  # approval required on/off, four-eyes
+    OUTREACH_READ = "outreach:read"  # messages, dry-run outbox, suppression and DNC look-ups
+    OUTREACH_SEND = "outreach:send"  # hand an approved draft to the policy guard and a channel
+    SUPPRESSIONS_MANAGE = "suppressions:manage"  # record opt-outs, import DNC lists, opt back in
+    OUTREACH_POLICY = "outreach:policy"  # leave dry-run, caps, windows
 
 
 _ALL = frozenset(Permission)
@@ -58,9 +62,14 @@ MATRIX: dict[Role, frozenset[Permission]] = {
             P.DRAFTS_READ,
             P.DRAFTS_WRITE,
             P.TEMPLATES_MANAGE,
+            P.OUTREACH_READ,
+            P.OUTREACH_SEND,
+            P.SUPPRESSIONS_MANAGE,
         }
     ),
-    Role.REVIEWER: frozenset({P.TENANT_READ, P.LEADS_READ, P.APPROVALS_REVIEW, P.DRAFTS_READ}),
+    Role.REVIEWER: frozenset(
+        {P.TENANT_READ, P.LEADS_READ, P.APPROVALS_REVIEW, P.DRAFTS_READ, P.OUTREACH_READ}
+    ),
     Role.REP: frozenset(
         {
             P.TENANT_READ,
@@ -71,6 +80,10 @@ MATRIX: dict[Role, frozenset[Permission]] = {
             P.ROUTING_READ,
             P.DRAFTS_READ,
             P.DRAFTS_WRITE,
+            P.OUTREACH_READ,
+            P.OUTREACH_SEND,
+            # Anyone who talks to people must be able to honour "take me off your list".
+            P.SUPPRESSIONS_MANAGE,
         }
     ),
     Role.OPERATOR: frozenset(
@@ -81,6 +94,7 @@ MATRIX: dict[Role, frozenset[Permission]] = {
             P.DEAD_LETTERS_READ,
             P.DEAD_LETTERS_REPLAY,
             P.WEBHOOKS_READ,
+            P.OUTREACH_READ,
         }
     ),
 }
