@@ -90,6 +90,19 @@ class Settings(BaseSettings):
     # Approvals: pending items expire after this many days.
     approval_expiry_days: int = Field(default=7, ge=1, le=365)
 
+    # Outreach by e-mail over SMTP (used only when dry-run is off for the process and the
+    # tenant). Empty host: e-mail can only be dry-run.
+    smtp_host: str = Field(default="", max_length=253)
+    smtp_port: int = Field(default=0, ge=0, le=65535)  # 0: the usual port of `smtp_security`
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    # The From address when a tenant's sender identity has no e-mail of its own.
+    mail_from: str = Field(default="", max_length=320)
+    # Delivery attempts before a message that keeps failing transiently is marked failed.
+    send_max_attempts: int = Field(default=6, ge=1, le=50)
+
     @field_validator("database_url", "database_app_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
