@@ -27,7 +27,12 @@ from leadrelay.identity.api import router as identity_router
 from leadrelay.inbound.api import router as inbound_router
 from leadrelay.inbound.fastpath import InboundFastPath
 from leadrelay.ops.api import router as ops_router
-from leadrelay.outreach.api import DNC_UPLOAD_LIMIT, DNC_UPLOAD_PATH
+from leadrelay.outreach.api import (
+    DNC_UPLOAD_LIMIT,
+    DNC_UPLOAD_PATH,
+    UNSUBSCRIBE_PREFIX,
+    unsubscribe_router,
+)
 from leadrelay.outreach.api import router as outreach_router
 from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import OUTCOMES_UPLOAD_LIMIT, OUTCOMES_UPLOAD_PATH
@@ -36,7 +41,12 @@ from leadrelay.webhooks.api import router as webhooks_router
 
 # Routes that read their own raw body (signed inbound webhooks, file uploads).
 # Routes that read their own bodies: signed webhooks (raw bytes), file uploads (multipart).
-RAW_BODY_PREFIXES: tuple[str, ...] = ("/v1/inbound/", OUTCOMES_UPLOAD_PATH, DNC_UPLOAD_PATH)
+RAW_BODY_PREFIXES: tuple[str, ...] = (
+    "/v1/inbound/",
+    OUTCOMES_UPLOAD_PATH,
+    DNC_UPLOAD_PATH,
+    UNSUBSCRIBE_PREFIX,  # mail providers POST a form body (RFC 8058)
+)
 
 
 def secret_box_for(settings: Settings) -> SecretBox:
@@ -94,6 +104,7 @@ def create_app(
     app.include_router(approvals_router)
     app.include_router(drafting_router)
     app.include_router(outreach_router)
+    app.include_router(unsubscribe_router)
     from leadrelay.console import body_limits, mount_console
 
     mount_console(app)

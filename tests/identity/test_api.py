@@ -487,6 +487,11 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("POST", "/v1/dnc/import", P.SUPPRESSIONS_MANAGE),
     ("GET", "/v1/leads/{id}/consents", P.OUTREACH_READ),
     ("POST", "/v1/leads/{id}/consents", P.SUPPRESSIONS_MANAGE),
+    ("POST", "/v1/messages", P.OUTREACH_SEND),
+    ("GET", "/v1/messages", P.OUTREACH_READ),
+    ("GET", "/v1/messages/{id}", P.OUTREACH_READ),
+    ("GET", "/v1/outreach/policy", P.OUTREACH_READ),
+    ("PATCH", "/v1/outreach/policy", P.OUTREACH_POLICY),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
 # Authenticated by the sender's signature, not by an API key (tests/inbound, tests/capture).
@@ -549,6 +554,7 @@ class TestPermissionMatrix:
                 "approval_id",
                 "template_id",
                 "suppression_id",
+                "message_id",
             )
         } | OPEN_TO_EVERY_KEY
         assert declared - SIGNED_BY_SENDER <= listed

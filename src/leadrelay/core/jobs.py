@@ -39,6 +39,7 @@ TASK_MODULES = [
     "leadrelay.scoring.jobs",
     "leadrelay.routing.jobs",
     "leadrelay.approvals.jobs",
+    "leadrelay.outreach.jobs",
     "leadrelay.schedules",
 ]
 

@@ -1,5 +1,6 @@
-"""Outreach routes: suppressions (opt-outs and their lifting), do-not-call lists, consent
-records."""
+"""Outreach routes: messages (an approved draft through the policy guard to a channel), the
+tenant's outreach policy (dry-run, caps), suppressions, do-not-call lists, consent records, and
+the public unsubscribe page with its RFC 8058 one-click POST."""
 
 from __future__ import annotations
 
@@ -7,10 +8,22 @@ import codecs
 import tempfile
 import uuid
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import (
+    APIRouter,
+    File,
+    Form,
+    Header,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
@@ -19,12 +32,29 @@ from leadrelay.core.clock import utcnow
 from leadrelay.core.errors import NotFound
 from leadrelay.core.schemas import Input
 from leadrelay.core.security import secret_keys
-from leadrelay.identity.deps import CanManageSuppressions, CanReadOutreach, SessionDep
-from leadrelay.identity.service import get_tenant
-from leadrelay.outreach import suppression
-from leadrelay.outreach.models import ConsentState, DncEntry, Suppression, SuppressionReason
+from leadrelay.identity.deps import (
+    CanManageSuppressions,
+    CanReadOutreach,
+    CanSend,
+    CanSetOutreachPolicy,
+    SessionDep,
+)
+from leadrelay.identity.service import get_tenant, system_principal
+from leadrelay.outreach import service, suppression
+from leadrelay.outreach.models import (
+    ConsentState,
+    DncEntry,
+    Message,
+    MessageKind,
+    MessageStatus,
+    Suppression,
+    SuppressionReason,
+)
+from leadrelay.outreach.unsubscribe import read_token
 
 router = APIRouter(prefix="/v1", tags=["outreach"])
+unsubscribe_router = APIRouter(tags=["unsubscribe"])
+UNSUBSCRIBE_PREFIX = "/unsubscribe/"
 
 DNC_UPLOAD_PATH = "/v1/dnc/import"
 DNC_UPLOAD_LIMIT = 200 * 1024 * 1024  # a national registry extract, streamed to disk
@@ -202,7 +232,7 @@ async def import_dnc(
     is reported with its number and reason."""
     region = await _region(session, actor.tenant_id, default_region)
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "dnc.csv"
+        path = FilePath(folder) / "dnc.csv"
         with path.open("wb") as handle:
             while block := await file.read(1 << 20):
                 handle.write(block)
@@ -260,3 +290,225 @@ async def record_consent(
         now=utcnow(),
     )
     return ConsentOut.model_validate(row)
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+
+class MessageIn(Input):
+    draft_id: uuid.UUID
+    kind: Literal["one_to_one", "transactional", "test"] = "one_to_one"
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    lead_id: uuid.UUID
+    draft_id: uuid.UUID | None
+    kind: str
+    channel: str
+    provider: str
+    dry_run: bool
+    status: str
+    recipient_domain: str | None
+    recipient_country: str | None
+    subject: str | None
+    body: str
+    content_sha256: str
+    policy_trace: list[dict[str, object]]
+    blocked_by: str | None
+    block_reason: str | None
+    retry_at: datetime | None
+    attempts: int
+    provider_message_id: str | None
+    error: str | None
+    created_by: str
+    created_at: datetime
+    sent_at: datetime | None
+
+
+@router.post(
+    "/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": MessageOut, "description": "The message this key already made"}},
+)
+async def send_message(
+    body: MessageIn,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    actor: CanSend,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> MessageOut:
+    """Hand an approved draft to the policy guard: the answer says queued (delivery follows),
+    deferred (a cap or window; retried at `retry_at`) or blocked (which check, and why), with
+    the whole trace. Dry-run by default: the message is recorded, nothing leaves."""
+    message, created = await service.queue_draft(
+        session,
+        actor,
+        body.draft_id,
+        settings=request.app.state.settings,
+        keys=keys_of(request),
+        kind=MessageKind(body.kind),
+        idempotency_key=idempotency_key,
+        now=utcnow(),
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return MessageOut.model_validate(message)
+
+
+@router.get("/messages")
+async def list_messages(
+    session: SessionDep,
+    _: CanReadOutreach,
+    message_status: Annotated[MessageStatus | None, Query(alias="status")] = None,
+    channel: Literal["email", "sms", "whatsapp", "voice"] | None = None,
+    lead_id: uuid.UUID | None = None,
+    dry_run: bool | None = None,
+    blocked_by: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[MessageOut]:
+    """Newest first; `dry_run=true` is the dry-run outbox."""
+    query = select(Message).order_by(Message.created_at.desc(), Message.id)
+    for column, value in (
+        (Message.status, message_status),
+        (Message.channel, channel),
+        (Message.lead_id, lead_id),
+        (Message.dry_run, dry_run),
+        (Message.blocked_by, blocked_by),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    rows = await session.scalars(query.limit(limit).offset(offset))
+    return [MessageOut.model_validate(m) for m in rows]
+
+
+@router.get("/messages/{message_id}")
+async def get_message(message_id: uuid.UUID, session: SessionDep, _: CanReadOutreach) -> MessageOut:
+    message = await session.get(Message, message_id)
+    if message is None:
+        raise service.MessageNotFound()
+    return MessageOut.model_validate(message)
+
+
+class OutreachPolicyIn(Input):
+    dry_run: bool | None = None
+    daily_caps: dict[Channel, Annotated[int, Field(ge=0, le=1_000_000)]] | None = None
+    domain_hourly_cap: int | None = Field(default=None, ge=0, le=100_000)
+    cooldown_days: int | None = Field(default=None, ge=0, le=3650)
+    confirmation: str | None = Field(
+        default=None,
+        max_length=100,
+        description=f'to leave dry-run or raise a limit, type "{service.LIVE_CONFIRMATION}"',
+    )
+
+
+class OutreachPolicyOut(BaseModel):
+    dry_run: bool
+    tenant_dry_run: bool
+    forced_by_settings: bool
+    daily_caps: dict[str, int]
+    domain_hourly_cap: int
+    cooldown_days: int
+    timezone: str
+
+
+def _policy_out(view: service.OutreachPolicy) -> OutreachPolicyOut:
+    return OutreachPolicyOut(
+        dry_run=view.dry_run,
+        tenant_dry_run=view.tenant_dry_run,
+        forced_by_settings=view.forced_by_settings,
+        daily_caps=dict(view.daily_caps),
+        domain_hourly_cap=view.domain_hourly_cap,
+        cooldown_days=view.cooldown_days,
+        timezone=view.timezone,
+    )
+
+
+@router.get("/outreach/policy")
+async def get_outreach_policy(
+    request: Request, session: SessionDep, actor: CanReadOutreach
+) -> OutreachPolicyOut:
+    """Dry-run (on by default; `LEADRELAY_DRY_RUN=true` keeps every tenant in it), daily caps,
+    the per-domain e-mail throttle, the cooldown between contacts."""
+    tenant = await get_tenant(session, actor.tenant_id)
+    return _policy_out(service.outreach_policy(tenant, request.app.state.settings))
+
+
+@router.patch("/outreach/policy")
+async def set_outreach_policy(
+    body: OutreachPolicyIn, request: Request, session: SessionDep, actor: CanSetOutreachPolicy
+) -> OutreachPolicyOut:
+    """Leaving dry-run or raising a limit above its default needs the typed confirmation;
+    audited with before and after."""
+    view = await service.set_outreach_policy(
+        session,
+        actor,
+        request.app.state.settings,
+        dry_run=body.dry_run,
+        daily_caps={str(k): v for k, v in body.daily_caps.items()} if body.daily_caps else None,
+        domain_hourly_cap=body.domain_hourly_cap,
+        cooldown_days=body.cooldown_days,
+        confirmation=body.confirmation,
+        now=utcnow(),
+    )
+    return _policy_out(view)
+
+
+# --- unsubscribe (public: the link in every e-mail) ----------------------------------------------
+
+_DONE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Unsubscribed</title>
+</head><body style="font-family: system-ui, sans-serif; max-width: 32rem; margin: 4rem auto;">
+<h1>You are unsubscribed</h1><p>{detail}</p></body></html>"""
+
+
+async def _unsubscribe(request: Request, token: str) -> str:
+    keys = keys_of(request)
+    tenant_id, message_id = read_token(service.unsubscribe_secret(keys), token)
+    async with request.app.state.db.session(tenant_id) as session:
+        message = await session.get(Message, message_id)
+        if message is None:
+            raise service.MessageNotFound("This link belongs to no message.")
+        actor = system_principal(tenant_id)
+        email = message.channel == "email"
+        await suppression.suppress(
+            session,
+            actor,
+            keys=keys,
+            kind="email" if email else "phone",
+            normalized=message.recipient.casefold() if email else message.recipient,
+            reason=SuppressionReason.OPTED_OUT,
+            source="unsubscribe link",
+            now=utcnow(),
+        )
+        await suppression.record_consent(
+            session,
+            actor,
+            lead_id=message.lead_id,
+            channel=message.channel,
+            state=ConsentState.WITHDRAWN,
+            purpose="all outreach",
+            method="unsubscribe link",
+            evidence=f"message {message.id}",
+            now=utcnow(),
+        )
+    return "We will not write to this address again."
+
+
+@unsubscribe_router.get(UNSUBSCRIBE_PREFIX + "{token}", response_class=HTMLResponse)
+async def unsubscribe_page(token: Annotated[str, Path(max_length=200)], request: Request) -> str:
+    """The link in the footer: the opt-out is recorded at once (no second click, no login)."""
+    return _DONE_PAGE.format(detail=await _unsubscribe(request, token))
+
+
+@unsubscribe_router.post(UNSUBSCRIBE_PREFIX + "{token}")
+async def unsubscribe_one_click(
+    token: Annotated[str, Path(max_length=200)], request: Request
+) -> Response:
+    """RFC 8058 one-click: the mail provider POSTs `List-Unsubscribe=One-Click`."""
+    await _unsubscribe(request, token)
+    return Response(status_code=status.HTTP_200_OK, content="unsubscribed", media_type="text/plain")

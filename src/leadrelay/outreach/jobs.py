@@ -1,0 +1,61 @@
+"""Outreach's queue tasks: deliver a queued message; release deferred ones when due."""
+
+from __future__ import annotations
+
+import uuid
+
+from leadrelay.core.clock import utcnow
+from leadrelay.core.db import all_tenant_ids
+from leadrelay.core.jobs import defer, job_app, retry_strategy, runtime
+from leadrelay.core.security import secret_keys
+from leadrelay.identity.service import system_principal
+from leadrelay.outreach import service
+
+DELIVER_TASK = "outreach.deliver"
+
+
+@job_app.task(name=DELIVER_TASK, retry=retry_strategy())
+async def deliver(*, tenant_id: str, message_id: str, correlation_id: str | None = None) -> str:
+    """Hand one message to its channel. Three steps, two transactions: mark it `sending` and
+    commit, call the channel with no transaction open, record the answer (and schedule a retry
+    for a transient failure)."""
+    tenant, message = uuid.UUID(tenant_id), uuid.UUID(message_id)
+    settings, db = runtime().settings, runtime().db
+    keys = secret_keys(settings)
+    async with db.session(tenant) as session:
+        handover = await service.begin_delivery(
+            session, message, settings=settings, keys=keys, now=utcnow()
+        )
+    if handover is None:
+        return "nothing to send"
+    result = await service.hand_over(handover, settings)
+    async with db.session(tenant) as session:
+        row, retry_in = await service.finish_delivery(
+            session, message, result, settings=settings, keys=keys, now=utcnow()
+        )
+        if retry_in is not None:
+            await defer(
+                session,
+                DELIVER_TASK,
+                schedule_in_seconds=retry_in,
+                tenant_id=tenant_id,
+                message_id=message_id,
+            )
+        return str(row.status)
+
+
+@job_app.periodic(cron="* * * * *")
+@job_app.task(name="outreach.release_deferred", retry=retry_strategy(3))
+async def release_deferred(timestamp: int) -> int:
+    """Every minute: deferred messages whose time has come go through the guard again."""
+    settings, db = runtime().settings, runtime().db
+    keys = secret_keys(settings)
+    async with db.session() as session:
+        tenant_ids = await all_tenant_ids(session)
+    released = 0
+    for tenant_id in tenant_ids:
+        async with db.session(tenant_id) as session:
+            released += await service.release_deferred(
+                session, system_principal(tenant_id), settings=settings, keys=keys, now=utcnow()
+            )
+    return released
