@@ -492,6 +492,15 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("GET", "/v1/messages/{id}", P.OUTREACH_READ),
     ("GET", "/v1/outreach/policy", P.OUTREACH_READ),
     ("PATCH", "/v1/outreach/policy", P.OUTREACH_POLICY),
+    ("POST", "/v1/campaigns", P.OUTREACH_SEND),
+    ("GET", "/v1/campaigns", P.OUTREACH_READ),
+    ("GET", "/v1/campaigns/{id}", P.OUTREACH_READ),
+    ("POST", "/v1/campaigns/{id}/activate", P.OUTREACH_SEND),
+    ("POST", "/v1/campaigns/{id}/pause", P.OUTREACH_SEND),
+    ("POST", "/v1/campaigns/{id}/resume", P.OUTREACH_SEND),
+    ("POST", "/v1/campaigns/{id}/stop", P.OUTREACH_SEND),
+    ("POST", "/v1/campaigns/{id}/run", P.OUTREACH_SEND),
+    ("GET", "/v1/campaigns/{id}/members", P.OUTREACH_READ),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
 # Authenticated by the sender's signature, not by an API key (tests/inbound, tests/capture).
@@ -555,6 +564,7 @@ class TestPermissionMatrix:
                 "template_id",
                 "suppression_id",
                 "message_id",
+                "campaign_id",
             )
         } | OPEN_TO_EVERY_KEY
         assert declared - SIGNED_BY_SENDER <= listed

@@ -75,4 +75,7 @@ TENANT_TABLES: tuple[str, ...] = (
     "suppressions",
     "dnc_entries",
     "consents",
+    "campaigns",
+    "campaign_members",
+    "campaign_runs",
 )

@@ -39,9 +39,12 @@ from leadrelay.identity.deps import (
     CanSetOutreachPolicy,
     SessionDep,
 )
-from leadrelay.identity.service import get_tenant, system_principal
-from leadrelay.outreach import service, suppression
+from leadrelay.identity.service import Principal, get_tenant, system_principal
+from leadrelay.outreach import campaigns, service, suppression
 from leadrelay.outreach.models import (
+    Campaign,
+    CampaignMember,
+    CampaignRun,
     ConsentState,
     DncEntry,
     Message,
@@ -496,6 +499,7 @@ async def _unsubscribe(request: Request, token: str) -> str:
             evidence=f"message {message.id}",
             now=utcnow(),
         )
+        await campaigns.stop_for_lead(session, message.lead_id, "opted out", now=utcnow())
     return "We will not write to this address again."
 
 
@@ -512,3 +516,212 @@ async def unsubscribe_one_click(
     """RFC 8058 one-click: the mail provider POSTs `List-Unsubscribe=One-Click`."""
     await _unsubscribe(request, token)
     return Response(status_code=status.HTTP_200_OK, content="unsubscribed", media_type="text/plain")
+
+
+# --- campaigns ---------------------------------------------------------------------------------
+
+
+class AudienceIn(Input):
+    """A saved lead filter, as `GET /v1/leads` takes it (only leads with status `new`, i.e.
+    contactable, unless `status` says otherwise)."""
+
+    status: Literal["new"] | None = None
+    source_id: uuid.UUID | None = None
+    flag: str | None = Field(default=None, max_length=40)
+    q: str | None = Field(default=None, max_length=200)
+    min_score: int | None = Field(default=None, ge=0, le=100)
+    max_score: int | None = Field(default=None, ge=0, le=100)
+    owner: uuid.UUID | None = None
+    unassigned: bool = False
+
+
+class StepIn(Input):
+    channel: Channel
+    delay_days: int = Field(default=0, ge=0, le=365, description="after the previous step")
+    tone: Literal["formal", "friendly", "direct"] = "friendly"
+    length: Literal["short", "medium", "long"] = "medium"
+    cta: str = Field(default="book_call", max_length=40)
+    template: str | None = Field(default=None, max_length=120)
+    use_llm: bool = True
+
+
+class CampaignIn(Input):
+    name: str = Field(min_length=1, max_length=200)
+    audience: AudienceIn = Field(default_factory=AudienceIn)
+    steps: list[StepIn] = Field(min_length=1, max_length=20)
+    send_time: str = Field(default="10:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str | None = Field(default=None, max_length=64, description="default: tenant's")
+
+
+class CampaignOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    status: str
+    audience: dict[str, object]
+    steps: list[dict[str, object]]
+    send_time: str
+    timezone: str
+    halted_reason: str | None
+    last_run_on: str | None
+    created_by: str
+    created_at: datetime
+
+
+class CampaignRunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    campaign_id: uuid.UUID
+    trigger: str
+    started_at: datetime
+    finished_at: datetime | None
+    report: dict[str, object]
+    error: str | None
+
+
+class CampaignDetail(BaseModel):
+    campaign: CampaignOut
+    members: dict[str, int]  # by state
+    runs: list[CampaignRunOut]  # newest first
+
+
+class MemberOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    lead_id: uuid.UUID
+    step: int
+    due_at: datetime
+    state: str
+    stop_reason: str | None
+    draft_id: uuid.UUID | None
+    last_message_id: uuid.UUID | None
+    joined_at: datetime
+
+
+async def _detail(session: SessionDep, campaign: Campaign) -> CampaignDetail:
+    counts = await session.execute(
+        select(CampaignMember.state, func.count())
+        .where(CampaignMember.campaign_id == campaign.id)
+        .group_by(CampaignMember.state)
+    )
+    runs = await session.scalars(
+        select(CampaignRun)
+        .where(CampaignRun.campaign_id == campaign.id)
+        .order_by(CampaignRun.started_at.desc(), CampaignRun.id)
+        .limit(20)
+    )
+    return CampaignDetail(
+        campaign=CampaignOut.model_validate(campaign),
+        members={str(state): int(count) for state, count in counts},
+        runs=[CampaignRunOut.model_validate(r) for r in runs],
+    )
+
+
+@router.post("/campaigns", status_code=status.HTTP_201_CREATED)
+async def create_campaign(body: CampaignIn, session: SessionDep, actor: CanSend) -> CampaignDetail:
+    """A draft campaign: activate it to run daily at `send_time` (local). Each step drafts
+    for review; approved drafts go through the policy guard like every other message."""
+    tenant = await get_tenant(session, actor.tenant_id)
+    campaign = await campaigns.create(
+        session,
+        actor,
+        name=body.name,
+        audience=body.audience.model_dump(mode="json", exclude_defaults=True),
+        steps=[step.model_dump() for step in body.steps],
+        send_time=body.send_time,
+        timezone=body.timezone or str((tenant.settings or {}).get("timezone") or "UTC"),
+        now=utcnow(),
+    )
+    return await _detail(session, campaign)
+
+
+@router.get("/campaigns")
+async def list_campaigns(session: SessionDep, _: CanReadOutreach) -> list[CampaignOut]:
+    rows = await session.scalars(select(Campaign).order_by(Campaign.created_at.desc()))
+    return [CampaignOut.model_validate(c) for c in rows]
+
+
+@router.get("/campaigns/{campaign_id}")
+async def get_campaign(
+    campaign_id: uuid.UUID, session: SessionDep, _: CanReadOutreach
+) -> CampaignDetail:
+    """The campaign, its members by state and its last runs' reports."""
+    return await _detail(session, await campaigns.get(session, campaign_id))
+
+
+async def _transition(
+    session: SessionDep, actor: Principal, campaign_id: uuid.UUID, action: str
+) -> CampaignDetail:
+    campaign = await campaigns.transition(session, actor, campaign_id, action, now=utcnow())
+    return await _detail(session, campaign)
+
+
+@router.post("/campaigns/{campaign_id}/activate")
+async def activate_campaign(
+    campaign_id: uuid.UUID, session: SessionDep, actor: CanSend
+) -> CampaignDetail:
+    return await _transition(session, actor, campaign_id, "activate")
+
+
+@router.post("/campaigns/{campaign_id}/pause")
+async def pause_campaign(
+    campaign_id: uuid.UUID, session: SessionDep, actor: CanSend
+) -> CampaignDetail:
+    return await _transition(session, actor, campaign_id, "pause")
+
+
+@router.post("/campaigns/{campaign_id}/resume")
+async def resume_campaign(
+    campaign_id: uuid.UUID, session: SessionDep, actor: CanSend
+) -> CampaignDetail:
+    """Also after a halt, once its cause is fixed."""
+    return await _transition(session, actor, campaign_id, "resume")
+
+
+@router.post("/campaigns/{campaign_id}/stop")
+async def stop_campaign(
+    campaign_id: uuid.UUID, session: SessionDep, actor: CanSend
+) -> CampaignDetail:
+    return await _transition(session, actor, campaign_id, "stop")
+
+
+@router.post("/campaigns/{campaign_id}/run")
+async def run_campaign(
+    campaign_id: uuid.UUID, request: Request, session: SessionDep, actor: CanSend
+) -> CampaignRunOut:
+    """Run now, outside the daily schedule; the report comes back."""
+    from leadrelay.drafting.api import drafter_of
+
+    run = await campaigns.run(
+        session,
+        actor,
+        campaign_id,
+        settings=request.app.state.settings,
+        keys=keys_of(request),
+        drafter=drafter_of(request),
+        trigger="manual",
+        now=utcnow(),
+    )
+    return CampaignRunOut.model_validate(run)
+
+
+@router.get("/campaigns/{campaign_id}/members")
+async def campaign_members(
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    _: CanReadOutreach,
+    state: Literal["active", "completed", "stopped"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[MemberOut]:
+    await campaigns.get(session, campaign_id)
+    query = select(CampaignMember).where(CampaignMember.campaign_id == campaign_id)
+    if state:
+        query = query.where(CampaignMember.state == state)
+    rows = await session.scalars(
+        query.order_by(CampaignMember.joined_at, CampaignMember.id).limit(limit).offset(offset)
+    )
+    return [MemberOut.model_validate(m) for m in rows]

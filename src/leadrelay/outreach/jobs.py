@@ -8,8 +8,10 @@ from leadrelay.core.clock import utcnow
 from leadrelay.core.db import all_tenant_ids
 from leadrelay.core.jobs import defer, job_app, retry_strategy, runtime
 from leadrelay.core.security import secret_keys
+from leadrelay.core.settings import Settings
+from leadrelay.drafting.llm import LlmDrafter, llm_settings
 from leadrelay.identity.service import system_principal
-from leadrelay.outreach import service
+from leadrelay.outreach import campaigns, service
 
 DELIVER_TASK = "outreach.deliver"
 
@@ -59,3 +61,42 @@ async def release_deferred(timestamp: int) -> int:
                 session, system_principal(tenant_id), settings=settings, keys=keys, now=utcnow()
             )
     return released
+
+
+@job_app.periodic(cron="*/5 * * * *")
+@job_app.task(name="outreach.run_campaigns", retry=retry_strategy(3))
+async def run_campaigns(timestamp: int) -> int:
+    """Every five minutes: each active campaign whose local send time has passed today runs
+    once (its members then wait for their next step's day)."""
+    settings, db = runtime().settings, runtime().db
+    keys = secret_keys(settings)
+    drafter = drafter_for(settings)
+    async with db.session() as session:
+        tenant_ids = await all_tenant_ids(session)
+    runs = 0
+    try:
+        for tenant_id in tenant_ids:
+            async with db.session(tenant_id) as session:
+                due = await campaigns.due_campaigns(session, utcnow())
+            for campaign_id in due:
+                async with db.session(tenant_id) as session:
+                    await campaigns.run(
+                        session,
+                        system_principal(tenant_id),
+                        campaign_id,
+                        settings=settings,
+                        keys=keys,
+                        drafter=drafter,
+                        trigger="schedule",
+                        now=utcnow(),
+                    )
+                runs += 1
+    finally:
+        if drafter is not None:
+            await drafter.aclose()
+    return runs
+
+
+def drafter_for(settings: Settings) -> LlmDrafter | None:
+    configured = llm_settings(settings)
+    return LlmDrafter(configured) if configured else None

@@ -153,3 +153,84 @@ class Consent(TenantOwned, Base):
     evidence: Mapped[str | None] = mapped_column(Text)  # the wording shown, a reference
     recorded_by: Mapped[str] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- campaigns ---------------------------------------------------------------------------------
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    STOPPED = "stopped"  # by a person; final
+    HALTED = "halted"  # by a critical error; an operator resumes it once fixed
+
+
+class Campaign(TenantOwned, Base):
+    """An audience (a saved lead filter) walked through ordered steps (channel, delay, tone,
+    call to action), run once a day at `send_time` in `timezone`."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[UUIDPk]
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[CampaignStatus] = mapped_column(String(20))
+    audience: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    send_time: Mapped[str] = mapped_column(String(5))  # "HH:MM", local
+    timezone: Mapped[str] = mapped_column(String(64))
+    halted_reason: Mapped[str | None] = mapped_column(Text)
+    last_run_on: Mapped[str | None] = mapped_column(String(10))  # local date of the daily run
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[CreatedAt]
+
+
+class MemberState(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    STOPPED = "stopped"  # opted out, replied, blocked for good, draft rejected …
+
+
+class CampaignMember(TenantOwned, Base):
+    __tablename__ = "campaign_members"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "lead_id"),
+        Index("ix_campaign_members_campaign_id_state_due_at", "campaign_id", "state", "due_at"),
+        Index("ix_campaign_members_lead_id", "lead_id"),
+    )
+
+    id: Mapped[UUIDPk]
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("campaigns.id", ondelete="CASCADE")
+    )
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("leads.id", ondelete="CASCADE")
+    )
+    step: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # the next step
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[MemberState] = mapped_column(String(20))
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    draft_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))  # this step's
+    last_message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CampaignRun(TenantOwned, Base):
+    """One run's report: what was selected and what became of it, blocked counts by check."""
+
+    __tablename__ = "campaign_runs"
+    __table_args__ = (
+        Index("ix_campaign_runs_campaign_id_started_at", "campaign_id", "started_at"),
+    )
+
+    id: Mapped[UUIDPk]
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("campaigns.id", ondelete="CASCADE")
+    )
+    trigger: Mapped[str] = mapped_column(String(20))  # schedule | manual
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    report: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)

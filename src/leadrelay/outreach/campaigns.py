@@ -1,0 +1,476 @@
+"""Campaigns: an audience (a saved lead filter) walked through ordered steps, once a day.
+
+A run (the daily schedule or an operator's "run now"):
+1. new leads matching the audience join at step 0;
+2. each member due for its step gets a draft (submitted for review: nothing leaves without a
+   human-approved revision), or, once that draft is approved, a message through the same policy
+   guard as every other send; then it waits `delay_days` for the next step;
+3. the report (selected, joined, drafted, awaiting approval, queued, deferred, blocked by check,
+   failed, stopped by reason) is stored and announced (`campaign.run_completed`).
+
+One member's trouble never stops the others (each member runs in its own savepoint and counts
+as failed); trouble that would fail every member (no sender identity, a broken template) halts
+the campaign and raises `campaign.halted`. A member whose lead opts out, or whose message the
+guard blocks for good (consent, suppression, DNC), stops there; a reply will stop it the same
+way (`stop_for_lead`, called by telemetry).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadrelay.approvals.models import DraftStatus
+from leadrelay.approvals.service import Policy, get_draft, tenant_policy
+from leadrelay.capture.models import LeadStatus
+from leadrelay.capture.service import LeadFilter, list_leads
+from leadrelay.compliance.audit import append_events
+from leadrelay.core.errors import Conflict, LeadRelayError, NotFound, ValidationFailed
+from leadrelay.core.events import emit
+from leadrelay.core.settings import Settings
+from leadrelay.drafting import service as drafting
+from leadrelay.drafting.evidence import Channel, Length, Tone
+from leadrelay.drafting.llm import LlmDrafter
+from leadrelay.drafting.templates import CTA_TEXTS
+from leadrelay.identity.service import Principal
+from leadrelay.outreach import service as sending
+from leadrelay.outreach.models import (
+    Campaign,
+    CampaignMember,
+    CampaignRun,
+    CampaignStatus,
+    MemberState,
+    MessageKind,
+    MessageStatus,
+)
+
+MAX_AUDIENCE_PER_RUN = 5_000  # leads that may join in one run
+MAX_DUE_PER_RUN = 2_000  # members handled in one run; the rest wait for the next
+# Blocks that no later run would clear: the member stops there.
+FINAL_BLOCKS = frozenset({"consent", "suppression", "dnc"})
+AUDIENCE_KEYS = frozenset(
+    {"status", "source_id", "flag", "q", "min_score", "max_score", "owner", "unassigned"}
+)
+TRANSITIONS: Mapping[str, tuple[frozenset[CampaignStatus], CampaignStatus]] = {
+    "activate": (frozenset({CampaignStatus.DRAFT}), CampaignStatus.ACTIVE),
+    "pause": (frozenset({CampaignStatus.ACTIVE}), CampaignStatus.PAUSED),
+    "resume": (frozenset({CampaignStatus.PAUSED, CampaignStatus.HALTED}), CampaignStatus.ACTIVE),
+    "stop": (
+        frozenset(
+            {
+                CampaignStatus.DRAFT,
+                CampaignStatus.ACTIVE,
+                CampaignStatus.PAUSED,
+                CampaignStatus.HALTED,
+            }
+        ),
+        CampaignStatus.STOPPED,
+    ),
+}
+
+
+class CampaignNotFound(NotFound):
+    """The campaign does not exist."""
+
+
+class NotRunnable(Conflict):
+    """The campaign is not active."""
+
+    code = "campaign-not-active"
+
+
+# --- definition -------------------------------------------------------------------------------
+
+
+def check_definition(
+    audience: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], send_time: str, timezone: str
+) -> list[dict[str, str]]:
+    """Every problem with a campaign's definition, as field errors (empty: it is fine)."""
+    errors: list[dict[str, str]] = []
+    for key in sorted(set(audience) - AUDIENCE_KEYS):
+        errors.append({"field": f"audience.{key}", "reason": "unknown filter"})
+    try:
+        _filter(audience)
+    except (TypeError, ValueError) as exc:
+        errors.append({"field": "audience", "reason": str(exc)})
+    if not steps:
+        errors.append({"field": "steps", "reason": "at least one step"})
+    for n, step in enumerate(steps):
+        where = f"steps[{n}]"
+        if step.get("channel") not in {c.value for c in Channel}:
+            errors.append({"field": f"{where}.channel", "reason": "email, sms, whatsapp or voice"})
+        if step.get("tone", "friendly") not in {t.value for t in Tone}:
+            errors.append({"field": f"{where}.tone", "reason": "formal, friendly or direct"})
+        if step.get("length", "medium") not in {v.value for v in Length}:
+            errors.append({"field": f"{where}.length", "reason": "short, medium or long"})
+        if step.get("cta", "book_call") not in CTA_TEXTS:
+            errors.append({"field": f"{where}.cta", "reason": "one of " + ", ".join(CTA_TEXTS)})
+        delay = step.get("delay_days", 0)
+        if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay <= 365:
+            errors.append({"field": f"{where}.delay_days", "reason": "0 to 365 days"})
+    try:
+        time.fromisoformat(send_time)
+    except ValueError:
+        errors.append({"field": "send_time", "reason": "HH:MM"})
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        errors.append({"field": "timezone", "reason": "an IANA time zone, e.g. Europe/Paris"})
+    return errors
+
+
+def _filter(audience: Mapping[str, Any]) -> LeadFilter:
+    values = {k: v for k, v in audience.items() if k in AUDIENCE_KEYS}
+    for key in ("source_id", "owner"):
+        if values.get(key) is not None:
+            values[key] = uuid.UUID(str(values[key]))
+    if values.get("status") is not None:
+        values["status"] = LeadStatus(values["status"])
+    # Only leads that may be contacted at all are an audience.
+    values.setdefault("status", LeadStatus.NEW)
+    return LeadFilter(**values)
+
+
+async def create(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    name: str,
+    audience: Mapping[str, Any],
+    steps: Sequence[Mapping[str, Any]],
+    send_time: str,
+    timezone: str,
+    now: datetime,
+) -> Campaign:
+    errors = check_definition(audience, steps, send_time, timezone)
+    if errors:
+        raise ValidationFailed("The campaign is not valid.", errors=errors)
+    if await session.scalar(select(Campaign.id).where(Campaign.name == name)):
+        raise Conflict(
+            f"A campaign named {name!r} exists.",
+            errors=[{"field": "name", "reason": "already used"}],
+        )
+    campaign = Campaign(
+        tenant_id=actor.tenant_id,
+        name=name,
+        status=CampaignStatus.DRAFT,
+        audience=dict(audience),
+        steps=[{"delay_days": 0, **step} for step in steps],
+        send_time=send_time,
+        timezone=timezone,
+        created_by=actor.name,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(campaign)
+    await session.flush()
+    await _audit(session, actor, "campaign.created", campaign, now=now)
+    return campaign
+
+
+async def get(session: AsyncSession, campaign_id: uuid.UUID, *, lock: bool = False) -> Campaign:
+    query = select(Campaign).where(Campaign.id == campaign_id)
+    campaign = await session.scalar(query.with_for_update() if lock else query)
+    if campaign is None:
+        raise CampaignNotFound()
+    return campaign
+
+
+async def transition(
+    session: AsyncSession, actor: Principal, campaign_id: uuid.UUID, action: str, *, now: datetime
+) -> Campaign:
+    campaign = await get(session, campaign_id, lock=True)
+    allowed, target = TRANSITIONS[action]
+    if campaign.status not in allowed:
+        raise Conflict(f"A {campaign.status} campaign cannot {action}.")
+    campaign.status = target
+    campaign.updated_at = now
+    if target == CampaignStatus.ACTIVE:
+        campaign.halted_reason = None
+    await _audit(session, actor, f"campaign.{action}", campaign, now=now)
+    return campaign
+
+
+async def _audit(
+    session: AsyncSession,
+    actor: Principal,
+    action: str,
+    campaign: Campaign,
+    *,
+    now: datetime,
+    **data: Any,
+) -> None:
+    await append_events(
+        session,
+        campaign.tenant_id,
+        [
+            actor.audit(
+                action, target_type="campaign", target_id=campaign.id, name=campaign.name, **data
+            )
+        ],
+        now=now,
+    )
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+class _Halt(Exception):
+    """Trouble that would fail every member: the campaign halts."""
+
+
+def _due(campaign: Campaign, now: datetime) -> bool:
+    """The daily run is due: past `send_time` locally and not yet run on this local date."""
+    local = now.astimezone(ZoneInfo(campaign.timezone))
+    return local.time() >= time.fromisoformat(campaign.send_time) and (
+        campaign.last_run_on != local.date().isoformat()
+    )
+
+
+async def _join(session: AsyncSession, campaign: Campaign, now: datetime) -> tuple[int, int]:
+    """New audience leads join at step 0: (selected, joined)."""
+    selected: list[uuid.UUID] = []
+    after: uuid.UUID | None = None
+    filters = _filter(campaign.audience)
+    while len(selected) < MAX_AUDIENCE_PER_RUN:
+        page = await list_leads(session, filters, limit=500, after=after)
+        if not page:
+            break
+        selected += [lead.id for lead in page]
+        after = page[-1].id
+    selected = selected[:MAX_AUDIENCE_PER_RUN]
+    if not selected:
+        return 0, 0
+    inserted = await session.scalars(
+        insert(CampaignMember)
+        .values(
+            [
+                {
+                    "tenant_id": campaign.tenant_id,
+                    "campaign_id": campaign.id,
+                    "lead_id": lead_id,
+                    "step": 0,
+                    "due_at": now,
+                    "state": MemberState.ACTIVE,
+                    "joined_at": now,
+                }
+                for lead_id in selected
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["campaign_id", "lead_id"])
+        .returning(CampaignMember.id)
+    )
+    return len(selected), len(list(inserted))
+
+
+def _stop(member: CampaignMember, reason: str, report: Counter[str]) -> None:
+    member.state = MemberState.STOPPED
+    member.stop_reason = reason
+    report[f"stopped:{reason}"] += 1
+
+
+def _advance(campaign: Campaign, member: CampaignMember, now: datetime) -> None:
+    member.step += 1
+    member.draft_id = None
+    if member.step >= len(campaign.steps):
+        member.state = MemberState.COMPLETED
+        return
+    delay = int(campaign.steps[member.step].get("delay_days", 0))
+    member.due_at = now + timedelta(days=delay)
+
+
+async def _work(
+    session: AsyncSession,
+    actor: Principal,
+    campaign: Campaign,
+    member: CampaignMember,
+    report: Counter[str],
+    *,
+    settings: Settings,
+    keys: str,
+    drafter: LlmDrafter | None,
+    policy: Policy,
+    now: datetime,
+) -> None:
+    step = campaign.steps[member.step]
+    if member.draft_id is None:
+        request = drafting.DraftRequest(
+            lead_id=member.lead_id,
+            channel=Channel(step["channel"]),
+            tone=Tone(step.get("tone", "friendly")),
+            length=Length(step.get("length", "medium")),
+            cta=step.get("cta", "book_call"),
+            template=step.get("template"),
+            use_llm=bool(step.get("use_llm", True)),
+            submit=True,
+        )
+        try:
+            draft = await drafting.generate(
+                session, actor, request, drafter=drafter, policy=policy, now=now
+            )
+        except drafting.NotContactable as exc:
+            _stop(member, "not contactable: " + ", ".join(e["reason"] for e in exc.errors), report)
+            return
+        except (drafting.SenderMissing, drafting.TemplateNotFound) as exc:
+            raise _Halt(exc.detail) from exc
+        except ValidationFailed as exc:
+            if any(e.get("field") == "template" for e in exc.errors):
+                raise _Halt(f"step {member.step + 1}: {exc.detail}") from exc
+            _stop(member, exc.detail, report)
+            return
+        member.draft_id = draft.id
+        report["drafted"] += 1
+    draft = await get_draft(session, member.draft_id)
+    if draft.status == DraftStatus.PENDING and policy.approval_required:
+        report["awaiting_approval"] += 1
+        return
+    if draft.status in (DraftStatus.REJECTED, DraftStatus.EXPIRED):
+        _stop(member, f"draft {draft.status}", report)
+        return
+    message, _ = await sending.queue_draft(
+        session,
+        actor,
+        draft.id,
+        settings=settings,
+        keys=keys,
+        kind=MessageKind.CAMPAIGN,
+        idempotency_key=f"campaign:{campaign.id}:member:{member.id}:step:{member.step}",
+        now=now,
+    )
+    member.last_message_id = message.id
+    if message.status == MessageStatus.BLOCKED:
+        report[f"blocked:{message.blocked_by}"] += 1
+        if message.blocked_by in FINAL_BLOCKS:
+            _stop(member, f"blocked by {message.blocked_by}", report)
+        else:
+            # Approval trouble (revoked, edited): the next run drafts this step again.
+            member.draft_id = None
+        return
+    report[str(message.status)] += 1  # queued or deferred (the guard retries it when due)
+    _advance(campaign, member, now)
+
+
+async def run(
+    session: AsyncSession,
+    actor: Principal,
+    campaign_id: uuid.UUID,
+    *,
+    settings: Settings,
+    keys: str,
+    drafter: LlmDrafter | None,
+    trigger: str,
+    now: datetime,
+) -> CampaignRun:
+    """One run of an active campaign; its report is stored, audited and announced."""
+    campaign = await get(session, campaign_id, lock=True)
+    if campaign.status != CampaignStatus.ACTIVE:
+        raise NotRunnable(f"The campaign is {campaign.status}; only an active one runs.")
+    run_row = CampaignRun(
+        tenant_id=campaign.tenant_id,
+        campaign_id=campaign.id,
+        trigger=trigger,
+        started_at=now,
+        report={},
+    )
+    session.add(run_row)
+    report: Counter[str] = Counter()
+    policy = await tenant_policy(
+        session, campaign.tenant_id, default_expiry_days=settings.approval_expiry_days
+    )
+    selected, joined = await _join(session, campaign, now)
+    report["selected"], report["joined"] = selected, joined
+    due = list(
+        await session.scalars(
+            select(CampaignMember)
+            .where(
+                CampaignMember.campaign_id == campaign.id,
+                CampaignMember.state == MemberState.ACTIVE,
+                CampaignMember.due_at <= now,
+            )
+            .order_by(CampaignMember.due_at, CampaignMember.id)
+            .limit(MAX_DUE_PER_RUN)
+        )
+    )
+    report["due"] = len(due)
+    halted: str | None = None
+    for member in due:
+        try:
+            async with session.begin_nested():
+                await _work(
+                    session,
+                    actor,
+                    campaign,
+                    member,
+                    report,
+                    settings=settings,
+                    keys=keys,
+                    drafter=drafter,
+                    policy=policy,
+                    now=now,
+                )
+        except _Halt as halt:
+            halted = str(halt)
+            break
+        except LeadRelayError as exc:  # this member's trouble; the others go on
+            report["failed"] += 1
+            report[f"failed:{exc.code}"] += 1
+    run_row.report = dict(sorted(report.items()))
+    run_row.finished_at = now
+    campaign.last_run_on = now.astimezone(ZoneInfo(campaign.timezone)).date().isoformat()
+    if halted is not None:
+        campaign.status = CampaignStatus.HALTED
+        campaign.halted_reason = halted
+        run_row.error = halted
+        await emit(
+            session,
+            campaign.tenant_id,
+            "campaign.halted",
+            {"campaign_id": str(campaign.id), "name": campaign.name, "reason": halted},
+        )
+        await _audit(session, actor, "campaign.halted", campaign, now=now, reason=halted)
+    await session.flush()
+    await emit(
+        session,
+        campaign.tenant_id,
+        "campaign.run_completed",
+        {
+            "campaign_id": str(campaign.id),
+            "run_id": str(run_row.id),
+            "name": campaign.name,
+            "report": run_row.report,
+        },
+    )
+    await _audit(session, actor, "campaign.run", campaign, now=now, report=run_row.report)
+    return run_row
+
+
+async def due_campaigns(session: AsyncSession, now: datetime) -> list[uuid.UUID]:
+    campaigns = await session.scalars(
+        select(Campaign).where(Campaign.status == CampaignStatus.ACTIVE)
+    )
+    return [c.id for c in campaigns if _due(c, now)]
+
+
+async def stop_for_lead(
+    session: AsyncSession, lead_id: uuid.UUID, reason: str, *, now: datetime
+) -> int:
+    """A reply or an opt-out: the lead leaves every campaign it is in."""
+    members = list(
+        await session.scalars(
+            select(CampaignMember).where(
+                CampaignMember.lead_id == lead_id, CampaignMember.state == MemberState.ACTIVE
+            )
+        )
+    )
+    for member in members:
+        member.state = MemberState.STOPPED
+        member.stop_reason = reason
+    return len(members)
