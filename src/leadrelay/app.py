@@ -34,6 +34,7 @@ from leadrelay.outreach.api import (
     unsubscribe_router,
 )
 from leadrelay.outreach.api import router as outreach_router
+from leadrelay.outreach.voice_api import VOICE_PREFIX, voice_router
 from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import OUTCOMES_UPLOAD_LIMIT, OUTCOMES_UPLOAD_PATH
 from leadrelay.scoring.api import router as scoring_router
@@ -46,6 +47,7 @@ RAW_BODY_PREFIXES: tuple[str, ...] = (
     OUTCOMES_UPLOAD_PATH,
     DNC_UPLOAD_PATH,
     UNSUBSCRIBE_PREFIX,  # mail providers POST a form body (RFC 8058)
+    VOICE_PREFIX,  # Twilio posts form bodies, signed
 )
 
 
@@ -105,6 +107,7 @@ def create_app(
     app.include_router(drafting_router)
     app.include_router(outreach_router)
     app.include_router(unsubscribe_router)
+    app.include_router(voice_router)
     from leadrelay.console import body_limits, mount_console
 
     mount_console(app)

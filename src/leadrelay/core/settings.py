@@ -102,6 +102,23 @@ class Settings(BaseSettings):
     mail_from: str = Field(default="", max_length=320)
     # Delivery attempts before a message that keeps failing transiently is marked failed.
     send_max_attempts: int = Field(default=6, ge=1, le=50)
+    # Which provider carries e-mail when not in dry-run; each needs its own settings below.
+    email_provider: Literal["smtp", "sendgrid", "mailgun"] = "smtp"
+    sendgrid_api_key: SecretStr = SecretStr("")
+    sendgrid_base_url: str = Field(
+        default="https://api.sendgrid.com", pattern=r"^https?://[^\s?#]+$"
+    )
+    mailgun_api_key: SecretStr = SecretStr("")
+    mailgun_domain: str = Field(default="", max_length=253)
+    mailgun_base_url: str = Field(default="https://api.mailgun.net", pattern=r"^https?://[^\s?#]+$")
+    # Twilio Messaging (SMS, WhatsApp) and Voice share the account above (TWILIO_ACCOUNT_SID,
+    # TWILIO_AUTH_TOKEN). Senders: a messaging service or a number for SMS, a WhatsApp-enabled
+    # number, a voice number.
+    twilio_base_url: str = Field(default="https://api.twilio.com", pattern=r"^https?://[^\s?#]+$")
+    twilio_messaging_service_sid: str = Field(default="", max_length=64)
+    twilio_from_number: str = Field(default="", pattern=r"^(\+[1-9]\d{6,14})?$")
+    twilio_whatsapp_from: str = Field(default="", pattern=r"^(\+[1-9]\d{6,14})?$")
+    twilio_voice_from: str = Field(default="", pattern=r"^(\+[1-9]\d{6,14})?$")
 
     @field_validator("database_url", "database_app_url")
     @classmethod

@@ -88,6 +88,8 @@ class Message(TenantOwned, Base):
     # When the message took its place under the caps and throttles (set as the guard passes it,
     # in the same transaction that counted the others): what caps count.
     counted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What came of it beyond delivery: a call's answer (intent, duration, recording reference).
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[CreatedAt]
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

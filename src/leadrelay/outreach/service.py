@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text
@@ -36,10 +36,15 @@ from leadrelay.drafting.service import sender_settings
 from leadrelay.identity.models import Role, Tenant
 from leadrelay.identity.service import Principal
 from leadrelay.outreach import policy as guard
-from leadrelay.outreach import suppression
+from leadrelay.outreach import providers, suppression
 from leadrelay.outreach.channels.base import OutboundEmail, SendResult
 from leadrelay.outreach.channels.dryrun import DryRunChannel
-from leadrelay.outreach.channels.smtp import SmtpChannel, SmtpSettings
+from leadrelay.outreach.channels.twilio import (
+    OutboundCall,
+    OutboundText,
+    TwilioMessaging,
+    TwilioVoice,
+)
 from leadrelay.outreach.models import (
     Message,
     MessageKind,
@@ -427,11 +432,7 @@ async def queue_draft(
 
 
 def _provider(channel: Channel, view: OutreachPolicy, settings: Settings) -> str:
-    if view.dry_run:
-        return "dryrun"
-    if channel is Channel.EMAIL and settings.smtp_host:
-        return "smtp"
-    return "none"
+    return providers.provider_for(channel, settings, dry_run=view.dry_run)
 
 
 async def _after_decision(
@@ -525,17 +526,14 @@ def unsubscribe_url(settings: Settings, keys: str, message: Message) -> str:
     return f"{settings.public_url.rstrip('/')}/unsubscribe/{token}"
 
 
-def smtp_channel(settings: Settings) -> SmtpChannel:
-    return SmtpChannel(
-        SmtpSettings(
-            host=settings.smtp_host,
-            port=settings.smtp_port or None,
-            security=settings.smtp_security,
-            username=settings.smtp_username or None,
-            password=settings.smtp_password.get_secret_value() or None,
-            timeout=settings.smtp_timeout_seconds,
-        )
-    )
+def voice_secret(keys: str) -> bytes:
+    return hashlib.sha256(f"voice\n{keys.split(',')[0]}".encode()).digest()
+
+
+def voice_url(settings: Settings, keys: str, message: Message) -> str:
+    """Where Twilio fetches the call's TwiML (and posts what the callee said)."""
+    token = make_token(voice_secret(keys), message.tenant_id, message.id)
+    return f"{settings.public_url.rstrip('/')}/voice/{token}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -547,6 +545,9 @@ class Handover:
     channel: str
     dry_run: bool
     provider: str
+    recipient: str
+    body: str
+    voice_url: str | None = None
 
 
 async def begin_delivery(
@@ -589,21 +590,51 @@ async def begin_delivery(
             text_body=message.body,
             unsubscribe_url=unsubscribe_url(settings, keys, message),
         )
-    return Handover(message.id, email, message.channel, message.dry_run, message.provider)
+    return Handover(
+        message.id,
+        email,
+        message.channel,
+        message.dry_run,
+        message.provider,
+        message.recipient,
+        message.body,
+        voice_url(settings, keys, message) if message.channel == Channel.VOICE.value else None,
+    )
 
 
 async def hand_over(handover: Handover, settings: Settings) -> SendResult:
-    """Call the channel (no transaction open). Phone channels have no live adapter yet: in
-    dry-run they are recorded, live they fail visibly."""
-    if handover.email is not None:
-        if handover.dry_run or handover.provider == "dryrun":
+    """Call the channel (no transaction open). Dry-run records; a live message whose channel
+    has no configured provider fails visibly."""
+    if handover.dry_run or handover.provider == providers.DRY_RUN:
+        if handover.email is not None:
             return await DryRunChannel().send(handover.email)
-        if handover.provider == "smtp" and settings.smtp_host:
-            return await smtp_channel(settings).send(handover.email)
-        return SendResult("permanent", None, "no e-mail provider configured (LEADRELAY_SMTP_HOST)")
-    if handover.dry_run:
         return SendResult("sent", f"dryrun-{handover.message_id}", "dry run: not sent")
-    return SendResult("permanent", None, f"no {handover.channel} provider is built yet")
+    if handover.email is not None:
+        channel = providers.email_channel(handover.provider, settings)
+        if channel is None:
+            return SendResult("permanent", None, "no e-mail provider configured")
+        return await channel.send(handover.email)
+    twilio = providers.twilio_settings(settings) if handover.provider == "twilio" else None
+    if twilio is None:
+        return SendResult("permanent", None, f"no {handover.channel} provider configured")
+    if handover.channel == Channel.VOICE.value:
+        voice = TwilioVoice(twilio)
+        try:
+            return await voice.call(
+                OutboundCall(handover.message_id, handover.recipient, twiml_url=handover.voice_url)
+            )
+        finally:
+            await voice.aclose()
+    text_channel: Literal["sms", "whatsapp"] = (
+        "whatsapp" if handover.channel == Channel.WHATSAPP.value else "sms"
+    )
+    messaging = TwilioMessaging(twilio)
+    try:
+        return await messaging.send(
+            OutboundText(handover.message_id, text_channel, handover.recipient, handover.body)
+        )
+    finally:
+        await messaging.aclose()
 
 
 async def finish_delivery(
