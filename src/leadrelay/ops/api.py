@@ -72,6 +72,16 @@ async def health(request: Request) -> JSONResponse:
             if report.worker_age_seconds is None
             else round(report.worker_age_seconds, 3)
         },
+        # Outreach providers' circuit breakers: "open" means deliveries wait for it.
+        "providers": {
+            c.provider: {
+                "state": c.state,
+                "consecutive_failures": c.consecutive_failures,
+                "opened_until": c.opened_until.isoformat() if c.opened_until else None,
+                "last_error": c.last_error,
+            }
+            for c in report.circuits
+        },
     }
     return JSONResponse(body, status_code=200)
 

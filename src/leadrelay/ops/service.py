@@ -15,6 +15,7 @@ from leadrelay.core.errors import Conflict, NotFound
 from leadrelay.core.jobs import defer, job_app, load_tasks, replay_hooks
 from leadrelay.core.jobs_models import DeadLetter, WorkerHeartbeat
 from leadrelay.identity.service import Principal, system_principal
+from leadrelay.outreach.circuit import CircuitView, all_circuits
 
 
 class DeadLetterNotFound(NotFound):
@@ -82,12 +83,15 @@ class Health:
     queue_todo: int
     queue_lag_seconds: float
     worker_age_seconds: float | None
+    circuits: tuple[CircuitView, ...] = ()
 
     @property
     def status(self) -> str:
         if not self.database:
             return "down"
         if self.worker_age_seconds is None or self.worker_age_seconds > 60:
+            return "degraded"
+        if any(c.state == "open" for c in self.circuits):
             return "degraded"
         return "ok"
 
@@ -109,4 +113,5 @@ async def check_health(session: AsyncSession, *, now: datetime) -> Health:
         queue_todo=int(todo),
         queue_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         worker_age_seconds=(now - last_seen).total_seconds() if last_seen else None,
+        circuits=tuple(await all_circuits(session)),
     )

@@ -25,8 +25,19 @@ async def deliver(*, tenant_id: str, message_id: str, correlation_id: str | None
     settings, db = runtime().settings, runtime().db
     keys = secret_keys(settings)
     async with db.session(tenant) as session:
+        now = utcnow()
+        wait = await service.circuit_wait(session, message, now=now)
+        if wait is not None:
+            await defer(
+                session,
+                DELIVER_TASK,
+                schedule_in_seconds=max((wait - now).total_seconds(), 1.0),
+                tenant_id=tenant_id,
+                message_id=message_id,
+            )
+            return "provider circuit open: waiting"
         handover = await service.begin_delivery(
-            session, message, settings=settings, keys=keys, now=utcnow()
+            session, message, settings=settings, keys=keys, now=now
         )
     if handover is None:
         return "nothing to send"

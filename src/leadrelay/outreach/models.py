@@ -236,3 +236,17 @@ class CampaignRun(TenantOwned, Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     report: Mapped[dict[str, Any]] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ProviderCircuit(Base):
+    """One provider's circuit breaker, shared by every worker (not a tenant's: the provider
+    is down for everyone). Shown on /health."""
+
+    __tablename__ = "provider_circuits"
+
+    provider: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # closed | open | half_open
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    opened_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -35,8 +35,8 @@ from leadrelay.drafting.evidence import Channel
 from leadrelay.drafting.service import sender_settings
 from leadrelay.identity.models import Role, Tenant
 from leadrelay.identity.service import Principal
+from leadrelay.outreach import circuit, providers, suppression
 from leadrelay.outreach import policy as guard
-from leadrelay.outreach import providers, suppression
 from leadrelay.outreach.channels.base import OutboundEmail, SendResult
 from leadrelay.outreach.channels.dryrun import DryRunChannel
 from leadrelay.outreach.channels.twilio import (
@@ -550,6 +550,21 @@ class Handover:
     voice_url: str | None = None
 
 
+async def circuit_wait(
+    session: AsyncSession, message_id: uuid.UUID, *, now: datetime
+) -> datetime | None:
+    """When the message's provider takes deliveries again (its circuit is open), noted on the
+    message; None: go ahead. The message stays queued: a provider's trouble never skips it."""
+    message = await session.get(Message, message_id)
+    if message is None or message.status != MessageStatus.QUEUED:
+        return None
+    until = await circuit.wait_until(session, message.provider, now)
+    if until is not None:
+        message.retry_at = until
+        message.error = f"{message.provider} is failing; its circuit is open until {until:%H:%M:%S}"
+    return until
+
+
 async def begin_delivery(
     session: AsyncSession, message_id: uuid.UUID, *, settings: Settings, keys: str, now: datetime
 ) -> Handover | None:
@@ -656,6 +671,7 @@ async def finish_delivery(
     actor = Principal(
         message.tenant_id, "system", None, f"channel:{message.provider}", Role.OWNER, frozenset()
     )
+    await circuit.record(session, message.provider, result, now)
     retry_in: float | None = None
     if result.status == "sent":
         message.status = MessageStatus.SENT
