@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from bench import audit, capture, drafting, intake, routing
+from bench import audit, capture, drafting, intake, outreach, routing
 from bench.common import Figure, cluster, heading, machine_info, rate, start_watchdog, table
 
 BUDGET_SECONDS = 290  # `make bench` must end by itself in under 5 minutes
@@ -69,6 +69,10 @@ def main() -> None:
             # Pure CPU, no database: 1,000 leads and a 6 s section budget keep it near 10 s;
             # `python -m bench.drafting` drafts 2,000 leads in 3 rounds.
             figures += drafting.run(leads=1_000, rounds=3, budget=6.0)
+            # Up to 600 messages per path in blocks of 50, no new block after 8 s of measuring
+            # (≈ 20 s with setup and warm-up on a busy machine); `python -m bench.outreach`
+            # sends up to 2,000 in blocks of 100 within 100 s.
+            figures += outreach.run(c, messages=600, block=50, budget=8.0)
         heading("summary")
         print(summary(figures))
         for figure in figures:

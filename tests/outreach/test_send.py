@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
+import sys
 import uuid
 from email import policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +19,7 @@ import pytest
 from sqlalchemy import select, update
 
 from leadrelay.core.clock import utcnow
-from leadrelay.core.db import Database
+from leadrelay.core.db import Database, DatabaseUrls
 from leadrelay.core.jobs import JobRuntime
 from leadrelay.core.security import secret_keys
 from leadrelay.core.settings import Settings
@@ -416,3 +419,54 @@ class TestSmtpDelivery:
         assert row is not None
         assert row.status == MessageStatus.FAILED
         assert "outcome unknown" in (row.error or "")
+
+
+class TestSeveralWorkers:
+    async def test_no_window_exceeds_its_limit_across_processes(
+        self, client: httpx.AsyncClient, tenant: TenantCtx, urls: DatabaseUrls
+    ) -> None:
+        """Three OS processes, each with its own connections, send at the same moment: the
+        caps are counted in PostgreSQL, so together they never pass them."""
+        await setup(client, tenant)
+        admin = await tenant.headers(Role.ADMIN)
+        await client.patch(
+            "/v1/outreach/policy",
+            json={"daily_caps": {"email": 10}, "domain_hourly_cap": 4},
+            headers=admin,
+        )
+        drafts = [
+            await approved_draft(client, tenant, f"w{n}@{'one' if n % 2 else 'two'}.example")
+            for n in range(24)
+        ]
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.outreach.send_worker",
+                urls.owner,
+                urls.app,
+                str(tenant.id),
+                *drafts[n::3],
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=str(Path(__file__).parents[2]),
+            )
+            for n in range(3)
+        ]
+        statuses: list[str] = []
+        for worker in workers:
+            out, err = await worker.communicate()
+            assert worker.returncode == 0, err.decode()
+            statuses += [json.loads(line) for line in out.decode().splitlines()]
+        assert len(statuses) == 24
+        rep = await tenant.headers(Role.REP)
+        messages = (await client.get("/v1/messages", params={"limit": 100}, headers=rep)).json()
+        queued = [m for m in messages if m["status"] == "queued"]
+        assert len(queued) == statuses.count("queued")
+        # Two domains at four an hour each: eight may leave now, the daily cap (10) holds too.
+        assert len(queued) == 8
+        for domain in ("one.example", "two.example"):
+            assert sum(m["recipient_domain"] == domain for m in queued) == 4
+        assert {m["blocked_by"] for m in messages if m["status"] == "deferred"} == {
+            "domain_throttle"
+        }
