@@ -9,8 +9,9 @@ from fastapi.responses import Response
 def body_limits() -> dict[str, int]:
     """Console routes that take file uploads, and the largest body each accepts."""
     from leadrelay.console.imports import UPLOAD_BODY_LIMIT, UPLOAD_PATH
+    from leadrelay.console.suppressions import DNC_UPLOAD_BODY_LIMIT, DNC_UPLOAD_PATH
 
-    return {UPLOAD_PATH: UPLOAD_BODY_LIMIT}
+    return {UPLOAD_PATH: UPLOAD_BODY_LIMIT, DNC_UPLOAD_PATH: DNC_UPLOAD_BODY_LIMIT}
 
 
 def mount_console(app: FastAPI) -> None:

@@ -200,3 +200,9 @@ ReviewDrafts = Annotated[Console, Depends(action(P.APPROVALS_REVIEW))]
 ViewTemplates = Annotated[Console, Depends(page(P.DRAFTS_READ))]
 WriteDrafts = Annotated[Console, Depends(action(P.DRAFTS_WRITE))]
 ManageTemplates = Annotated[Console, Depends(action(P.TEMPLATES_MANAGE))]
+ViewOutreach = Annotated[Console, Depends(page(P.OUTREACH_READ))]
+# Checking an address writes nothing, so reading the lists is enough; it is a POST so the address
+# stays out of URLs and the browser's history.
+CheckSuppressions = Annotated[Console, Depends(action(P.OUTREACH_READ))]
+ManageSuppressions = Annotated[Console, Depends(action(P.SUPPRESSIONS_MANAGE))]
+SetOutreachPolicy = Annotated[Console, Depends(action(P.OUTREACH_POLICY))]

@@ -19,8 +19,10 @@ from leadrelay.console import (
     imports,
     leads,
     login,
+    outreach,
     routing,
     scoring,
+    suppressions,
     users,
 )
 
@@ -47,6 +49,8 @@ for area in (
     routing,
     approvals,
     drafting,
+    outreach,
+    suppressions,
     users,
     api_keys,
     audit,

@@ -49,6 +49,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Routing", "/console/routing", Permission.ROUTING_READ, "split"),
     NavItem("Approvals", "/console/approvals", Permission.DRAFTS_READ, "check"),
     NavItem("Templates", "/console/templates", Permission.DRAFTS_READ, "message"),
+    NavItem("Outreach", "/console/outreach", Permission.OUTREACH_READ, "send"),
+    NavItem("Suppressions", "/console/suppressions", Permission.OUTREACH_READ, "ban"),
     NavItem("Users", "/console/users", Permission.USERS_READ, "users"),
     NavItem("API keys", "/console/api-keys", Permission.API_KEYS_MANAGE, "key"),
     NavItem("Audit trail", "/console/audit", Permission.AUDIT_READ, "shield"),
