@@ -255,6 +255,13 @@ async def _counters(
     )
 
 
+async def _locked_counters(
+    session: AsyncSession, message: Message, zone: str, now: datetime
+) -> guard.Counters:
+    await _lock_counting(session, message.tenant_id, message.channel)
+    return await _counters(session, message, zone, now)
+
+
 async def _facts(
     session: AsyncSession,
     message: Message,
@@ -281,7 +288,9 @@ async def _facts(
         suppressions=tuple(reasons),
         dnc_registries=tuple(lists),
         approval_refusal=approval_refusal,
-        counters=await _counters(session, message, zone, now),
+        # Counted last, under the lock: everything above is about this lead alone and needs no
+        # serializing; holding the lock only for counting and inserting keeps senders flowing.
+        counters=await _locked_counters(session, message, zone, now),
     )
 
 
@@ -321,7 +330,6 @@ async def _decide(
     now: datetime,
 ) -> guard.Decision:
     """Run the guard on `message` and record the decision on it (status, trace, counted_at)."""
-    await _lock_counting(session, message.tenant_id, message.channel)
     refusal = await _approval_refusal(session, message, now)
     facts = await _facts(
         session, message, lead, keys=keys, approval_refusal=refusal, zone=view.timezone, now=now
