@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select, update
 
 from leadrelay.core.clock import utcnow
@@ -29,6 +31,7 @@ from leadrelay.outreach import service
 from leadrelay.outreach.models import Message, MessageKind, MessageStatus
 from tests.capture.test_intake_api import make_source
 from tests.factories import TenantCtx, TenantFactory
+from tests.outreach.test_email_message import dns_serving, verify
 from tests.outreach.test_smtp import Relay, serve
 from tests.support import run_jobs
 
@@ -359,6 +362,42 @@ class TestSmtpDelivery:
         assert "{{unsubscribe_url}}" not in text
         assert "/unsubscribe/" in text
         assert "Hi Dana," in text
+
+    async def test_dkim_signs_what_leaves_when_a_key_is_configured(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        db: Database,
+        settings: Settings,
+        tmp_path: Path,
+    ) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = tmp_path / "dkim.pem"
+        pem.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        relay = Relay()
+        with serve(relay) as port:
+            live = await self.live(client, tenant, settings, port)
+            live = live.model_copy(
+                update={
+                    "dkim_domain": "navylabs.example",
+                    "dkim_selector": "lr2025",
+                    "dkim_private_key_path": str(pem),
+                }
+            )
+            message = await self.queue(
+                db, tenant, live, await approved_draft(client, tenant, "dkim@acme.example")
+            )
+            sent, _ = await self.deliver(db, tenant, live, message.id)
+        assert sent is not None
+        assert sent.status == MessageStatus.SENT
+        [delivery] = relay.deliveries
+        assert verify(delivery.content, dns_serving(key))
 
     async def test_a_hard_bounce_suppresses_and_a_busy_relay_retries(
         self, client: httpx.AsyncClient, tenant: TenantCtx, db: Database, settings: Settings

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     mail_from: str = Field(default="", max_length=320)
     # Delivery attempts before a message that keeps failing transiently is marked failed.
     send_max_attempts: int = Field(default=6, ge=1, le=50)
+    # DKIM signing of e-mail sent over SMTP (and of the dry-run's recorded bytes): the domain,
+    # the selector published at <selector>._domainkey.<domain>, an RSA key in a PEM file.
+    dkim_domain: str = Field(default="", max_length=253)
+    dkim_selector: str = Field(default="", max_length=63)
+    dkim_private_key_path: str = ""
     # Which provider carries e-mail when not in dry-run; each needs its own settings below.
     email_provider: Literal["smtp", "sendgrid", "mailgun"] = "smtp"
     sendgrid_api_key: SecretStr = SecretStr("")

@@ -6,9 +6,13 @@ and a live message fails visibly ("no … provider configured") instead of vanis
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from leadrelay.core.settings import Settings
 from leadrelay.drafting.evidence import Channel
 from leadrelay.outreach.channels.base import Channel as EmailChannel
+from leadrelay.outreach.channels.email_message import DkimKey
 from leadrelay.outreach.channels.mailgun import MailgunChannel, MailgunSettings
 from leadrelay.outreach.channels.sendgrid import SendGridChannel, SendGridSettings
 from leadrelay.outreach.channels.smtp import SmtpChannel, SmtpSettings
@@ -48,6 +52,18 @@ def provider_for(channel: Channel, settings: Settings, *, dry_run: bool) -> str:
     return "twilio" if _twilio_ready(settings, channel) else NONE
 
 
+@functools.cache
+def _dkim_key(domain: str, selector: str, path: str) -> DkimKey:
+    return DkimKey(domain=domain, selector=selector, private_key=Path(path).read_bytes())
+
+
+def dkim_key(settings: Settings) -> DkimKey | None:
+    """The DKIM key when all three settings are given (read and checked once)."""
+    if not (settings.dkim_domain and settings.dkim_selector and settings.dkim_private_key_path):
+        return None
+    return _dkim_key(settings.dkim_domain, settings.dkim_selector, settings.dkim_private_key_path)
+
+
 def email_channel(provider: str, settings: Settings) -> EmailChannel | None:
     if provider == "smtp" and _email_ready(settings):
         return SmtpChannel(
@@ -58,6 +74,7 @@ def email_channel(provider: str, settings: Settings) -> EmailChannel | None:
                 username=settings.smtp_username or None,
                 password=settings.smtp_password.get_secret_value() or None,
                 timeout=settings.smtp_timeout_seconds,
+                dkim_key=dkim_key(settings),
             )
         )
     if provider == "sendgrid" and _email_ready(settings):

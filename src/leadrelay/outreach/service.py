@@ -630,7 +630,7 @@ async def hand_over(handover: Handover, settings: Settings) -> SendResult:
     has no configured provider fails visibly."""
     if handover.dry_run or handover.provider == providers.DRY_RUN:
         if handover.email is not None:
-            return await DryRunChannel().send(handover.email)
+            return await DryRunChannel(dkim_key=providers.dkim_key(settings)).send(handover.email)
         return SendResult("sent", f"dryrun-{handover.message_id}", "dry run: not sent")
     if handover.email is not None:
         channel = providers.email_channel(handover.provider, settings)
