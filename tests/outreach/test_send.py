@@ -163,6 +163,12 @@ class TestDryRun:
         assert blocked["status"] == "blocked"
         assert blocked["blocked_by"] == "approval"
         assert "approval" in blocked["block_reason"]
+        reviewer = await tenant.headers(Role.REVIEWER)
+        await client.post(f"/v1/approvals/{unapproved}/approve", json={}, headers=reviewer)
+        again = await send(client, tenant, unapproved)
+        assert again.status_code == 200
+        assert again.json()["id"] == blocked["id"]  # the same message, decided anew
+        assert again.json()["status"] == "queued"
 
         opted_out = await approved_draft(client, tenant, "b@acme.example")
         rep = await tenant.headers(Role.REP)

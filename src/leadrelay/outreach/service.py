@@ -398,18 +398,24 @@ async def queue_draft(
     draft = await approvals.get_draft(session, draft_id)
     revision = await approvals.current_revision(session, draft)
     key = idempotency_key or f"draft:{draft.id}:revision:{revision.number}"
-    existing = await session.scalar(select(Message).where(Message.idempotency_key == key))
-    if existing is not None:
-        return existing, False
+    existing = await session.scalar(
+        select(Message).where(Message.idempotency_key == key).with_for_update()
+    )
     lead = await session.get(Lead, draft.lead_id)
     if lead is None:
         raise NotFound("The draft's lead does not exist.")
-    channel = Channel(draft.channel)
-    recipient, domain = _recipient(lead, channel)
     tenant = await session.get(Tenant, actor.tenant_id)
     if tenant is None:
         raise NotFound("The tenant does not exist.")
     view = outreach_policy(tenant, settings)
+    if existing is not None:
+        if existing.status == MessageStatus.BLOCKED:
+            # Nothing left with it; asked again (say, once approved), the guard decides anew.
+            decision = await _decide(session, existing, lead, keys=keys, view=view, now=now)
+            await _after_decision(session, actor, existing, decision, now=now)
+        return existing, False
+    channel = Channel(draft.channel)
+    recipient, domain = _recipient(lead, channel)
     message = Message(
         id=uuid.uuid4(),
         tenant_id=actor.tenant_id,
