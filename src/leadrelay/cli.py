@@ -39,6 +39,8 @@ export_app = typer.Typer(help="Export data.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 outcomes_app = typer.Typer(help="CRM outcomes (won, lost, disqualified).", no_args_is_help=True)
 app.add_typer(outcomes_app, name="outcomes")
+dnc_app = typer.Typer(help="Do-not-call lists.", no_args_is_help=True)
+app.add_typer(dnc_app, name="dnc")
 
 console = Console()
 err = Console(stderr=True)
@@ -650,3 +652,62 @@ def export_leads(
 
 def main() -> None:
     app()
+
+
+@dnc_app.command("import")
+def dnc_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    tenant: TenantOption,
+    list_name: Annotated[str, typer.Option("--list", help="The registry's name.")],
+    region: Annotated[
+        str | None, typer.Option(help="Country (ISO 2) for numbers without +country.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write one JSON line per rejected line.")
+    ] = None,
+) -> None:
+    """Import a do-not-call registry file (one number per line, or CSV with a `phone` column),
+    streamed in one transaction with a progress bar; idempotent; rejected lines reported."""
+    import codecs
+    import json
+    from collections.abc import Iterator
+
+    from leadrelay.core.clock import utcnow
+    from leadrelay.core.security import secret_keys
+    from leadrelay.identity.service import system_principal
+    from leadrelay.outreach.suppression import import_dnc
+
+    settings = _settings()
+    keys = secret_keys(settings)
+
+    async def go(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant)
+        with Progress(console=err) as progress, file.open("rb") as raw:
+            task = progress.add_task(f"DNC {list_name}", total=file.stat().st_size)
+            decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+
+            def lines() -> Iterator[str]:
+                for line in raw:
+                    progress.advance(task, len(line))
+                    yield decoder.decode(line)
+
+            async with db.session(tenant_id) as session:
+                result = await import_dnc(
+                    session,
+                    system_principal(tenant_id),
+                    keys=keys,
+                    list_name=list_name,
+                    lines=lines(),
+                    default_region=region.upper() if region else None,
+                    now=utcnow(),
+                )
+        if report is not None:
+            with report.open("w", encoding="utf-8") as out:
+                for rejected in result.rejected:
+                    out.write(json.dumps(rejected) + "\n")
+        console.print(
+            f"{list_name}: {result.rows:,} numbers read, {result.added:,} added, "
+            f"{result.already_listed:,} already listed, {len(result.rejected):,} rejected"
+        )
+
+    _with_database(go)

@@ -4,12 +4,18 @@ tenant's lists invisible to another."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 import pytest
 
+from leadrelay.core.db import Database, DatabaseUrls
 from leadrelay.identity.models import Role
+from leadrelay.outreach import suppression
 from tests.capture.test_intake_api import make_source
 from tests.factories import TenantCtx, TenantFactory
+from tests.support import invoke_cli
 
 
 @pytest.fixture
@@ -182,3 +188,36 @@ class TestConsents:
             "/v1/leads/00000000-0000-0000-0000-000000000000/consents", headers=admin
         )
         assert missing.status_code == 404
+
+
+class TestDncCli:
+    async def test_a_registry_file_from_the_command_line(
+        self, tenant: TenantCtx, db: Database, urls: DatabaseUrls, tmp_path: Path
+    ) -> None:
+        registry = tmp_path / "national.csv"
+        registry.write_text(
+            "phone\n(202) 555-0143\nnot a number\n+1 202 555 0199\n(202) 555-0143\n",
+            encoding="utf-8",
+        )
+        report = tmp_path / "rejected.jsonl"
+        result = await invoke_cli(
+            urls,
+            str(tmp_path),
+            "dnc",
+            "import",
+            str(registry),
+            "--tenant",
+            tenant.slug,
+            "--list",
+            "US National DNC",
+            "--region",
+            "us",
+            "--report",
+            str(report),
+        )
+        assert result.exit_code == 0, result.output
+        assert "4 numbers read, 2 added, 1 already listed, 1 rejected" in result.output
+        assert [json.loads(line)["line"] for line in report.read_text().splitlines()] == [3]
+        keys = (tmp_path / "secret.key").read_text().strip()  # the CLI's key, made in data_dir
+        async with db.session(tenant.id) as session:
+            assert await suppression.dnc_lists(session, keys, "+12025550143") == ["US National DNC"]
