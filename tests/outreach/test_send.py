@@ -25,7 +25,8 @@ from leadrelay.core.db import Database, DatabaseUrls
 from leadrelay.core.jobs import JobRuntime
 from leadrelay.core.security import secret_keys
 from leadrelay.core.settings import Settings
-from leadrelay.identity.models import Role
+from leadrelay.drafting.evidence import Channel
+from leadrelay.identity.models import Role, Tenant
 from leadrelay.identity.service import system_principal
 from leadrelay.outreach import service
 from leadrelay.outreach.models import Message, MessageKind, MessageStatus
@@ -515,3 +516,44 @@ class TestSeveralWorkers:
         assert {m["blocked_by"] for m in messages if m["status"] == "deferred"} == {
             "domain_throttle"
         }
+
+
+class TestCountryRules:
+    async def test_per_country_call_caps_and_windows_reach_the_guard(
+        self, client: httpx.AsyncClient, tenant: TenantCtx, settings: Settings
+    ) -> None:
+        admin = await tenant.headers(Role.ADMIN)
+        bad = await client.patch(
+            "/v1/outreach/policy",
+            json={"country_call_windows": {"GB": {"start": "12:00", "end": "12:00"}}},
+            headers=admin,
+        )
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["field"] == "country_call_windows.GB"
+        unknown = await client.patch(
+            "/v1/outreach/policy", json={"country_call_caps": {"ZZ": 1}}, headers=admin
+        )
+        assert unknown.status_code == 422
+        assert "ZZ" in unknown.json()["errors"][0]["reason"]
+        saved = await client.patch(
+            "/v1/outreach/policy",
+            json={
+                "country_call_caps": {"gb": 2},
+                "country_call_windows": {"gb": {"start": "10:00", "end": "12:00", "days": [0]}},
+            },
+            headers=admin,
+        )
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["country_call_caps"] == {"GB": 2}
+        assert saved.json()["country_call_windows"]["GB"]["days"] == [0]
+
+        async with tenant.db.session(tenant.id) as session:
+            row = await session.get(Tenant, tenant.id)
+            assert row is not None
+            rules = service.guard_policy(service.outreach_policy(row, settings))
+        assert rules.country_call_cap("GB") == 2
+        windows, source = rules.windows_for(Channel.VOICE, "GB")
+        assert source == "the override for GB"
+        assert windows is not None
+        [window] = windows
+        assert (window.start, window.end, window.days) == ("10:00", "12:00", frozenset({0}))

@@ -24,7 +24,7 @@ from fastapi import (
     status,
 )
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import func, select
 
 from leadrelay.capture.models import Lead
@@ -397,11 +397,28 @@ async def get_message(message_id: uuid.UUID, session: SessionDep, _: CanReadOutr
     return MessageOut.model_validate(message)
 
 
+class CallWindowIn(Input):
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["10:00"])
+    end: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", examples=["16:00"])
+    days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
+        default=[0, 1, 2, 3, 4], max_length=7, description="0 = Monday"
+    )
+
+
+Country = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")]
+
+
 class OutreachPolicyIn(Input):
     dry_run: bool | None = None
     daily_caps: dict[Channel, Annotated[int, Field(ge=0, le=1_000_000)]] | None = None
     domain_hourly_cap: int | None = Field(default=None, ge=0, le=100_000)
     cooldown_days: int | None = Field(default=None, ge=0, le=3650)
+    country_call_caps: dict[Country, Annotated[int, Field(ge=0, le=1_000_000)]] | None = Field(
+        default=None, description="calls a day per recipient country (replaces the map)"
+    )
+    country_call_windows: dict[Country, CallWindowIn] | None = Field(
+        default=None, description="local call hours per country (replaces the map)"
+    )
     confirmation: str | None = Field(
         default=None,
         max_length=100,
@@ -417,6 +434,8 @@ class OutreachPolicyOut(BaseModel):
     domain_hourly_cap: int
     cooldown_days: int
     timezone: str
+    country_call_caps: dict[str, int]
+    country_call_windows: dict[str, dict[str, object]]
 
 
 def _policy_out(view: service.OutreachPolicy) -> OutreachPolicyOut:
@@ -428,6 +447,8 @@ def _policy_out(view: service.OutreachPolicy) -> OutreachPolicyOut:
         domain_hourly_cap=view.domain_hourly_cap,
         cooldown_days=view.cooldown_days,
         timezone=view.timezone,
+        country_call_caps=dict(view.country_call_caps),
+        country_call_windows={k: dict(v) for k, v in view.country_call_windows.items()},
     )
 
 
@@ -457,6 +478,12 @@ async def set_outreach_policy(
         cooldown_days=body.cooldown_days,
         confirmation=body.confirmation,
         now=utcnow(),
+        country_call_caps=body.country_call_caps,
+        country_call_windows=(
+            {k: w.model_dump() for k, w in body.country_call_windows.items()}
+            if body.country_call_windows is not None
+            else None
+        ),
     )
     return _policy_out(view)
 

@@ -16,7 +16,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadrelay.approvals import service as approvals
 from leadrelay.approvals.models import Draft, DraftStatus
 from leadrelay.capture.models import Lead, LegalBasis, Source
+from leadrelay.capture.normalize import normalize_country
 from leadrelay.compliance.audit import append_events
 from leadrelay.core.errors import Conflict, NotFound, ValidationFailed
 from leadrelay.core.events import emit
@@ -45,6 +46,7 @@ from leadrelay.outreach.channels.twilio import (
     TwilioMessaging,
     TwilioVoice,
 )
+from leadrelay.outreach.local_time import WEEKDAYS, Window
 from leadrelay.outreach.models import (
     Message,
     MessageKind,
@@ -84,6 +86,9 @@ class OutreachPolicy:
     domain_hourly_cap: int
     cooldown_days: int
     timezone: str
+    # Per country (ISO 2): calls a day, and the local hours calls may be placed.
+    country_call_caps: Mapping[str, int] = field(default_factory=dict)
+    country_call_windows: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def _stored(tenant: Tenant) -> dict[str, Any]:
@@ -111,6 +116,19 @@ def outreach_policy(tenant: Tenant, settings: Settings) -> OutreachPolicy:
         domain_hourly_cap=int(stored.get("domain_hourly_cap", 5)),
         cooldown_days=int(stored.get("cooldown_days", 30)),
         timezone=str((tenant.settings or {}).get("timezone") or "UTC"),
+        country_call_caps=dict(stored.get("country_call_caps") or {}),
+        country_call_windows=dict(stored.get("country_call_windows") or {}),
+    )
+
+
+def call_window(rule: Mapping[str, Any]) -> Window:
+    """A stored call window: {"start": "HH:MM", "end": "HH:MM", "days": [0…6]} (weekdays by
+    default); ValueError when it is not one."""
+    days = rule.get("days")
+    return Window(
+        str(rule.get("start", "")),
+        str(rule.get("end", "")),
+        frozenset(int(d) for d in days) if days is not None else WEEKDAYS,
     )
 
 
@@ -120,6 +138,11 @@ def guard_policy(view: OutreachPolicy) -> guard.Policy:
         daily_caps={Channel(k): v for k, v in view.daily_caps.items()},
         domain_hourly_cap=view.domain_hourly_cap,
         cooldown=timedelta(days=view.cooldown_days),
+        country_call_caps=dict(view.country_call_caps),
+        country_windows={
+            country: {Channel.VOICE: (call_window(rule),)}
+            for country, rule in view.country_call_windows.items()
+        },
     )
 
 
@@ -134,6 +157,8 @@ async def set_outreach_policy(
     cooldown_days: int | None,
     confirmation: str | None,
     now: datetime,
+    country_call_caps: Mapping[str, int] | None = None,
+    country_call_windows: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> OutreachPolicy:
     """Leaving dry-run, or raising a cap or the domain throttle above its default, needs the
     typed confirmation; every change is audited with before and after."""
@@ -171,8 +196,36 @@ async def set_outreach_policy(
         stored["domain_hourly_cap"] = domain_hourly_cap
     if cooldown_days is not None:
         stored["cooldown_days"] = cooldown_days
+    problems = [
+        {"field": f"{name}.{country}", "reason": f"{country!r} is not an ISO 3166 country code"}
+        for name, mapping in (
+            ("country_call_caps", country_call_caps),
+            ("country_call_windows", country_call_windows),
+        )
+        for country in (mapping or {})
+        if normalize_country(country) is None
+    ]
+    for country, rule in (country_call_windows or {}).items():
+        try:
+            call_window(rule)
+        except (ValueError, TypeError) as exc:
+            problems.append({"field": f"country_call_windows.{country}", "reason": str(exc)})
+    if problems:
+        raise ValidationFailed("A call window is not valid.", errors=problems)
+    if country_call_caps is not None:
+        stored["country_call_caps"] = {k.upper(): v for k, v in country_call_caps.items()}
+    if country_call_windows is not None:
+        stored["country_call_windows"] = {
+            k.upper(): dict(v) for k, v in country_call_windows.items()
+        }
     tenant.settings = {**(tenant.settings or {}), "outreach": stored}
     after = outreach_policy(tenant, settings)
+    try:
+        guard_policy(after)  # what every send will build: it must build now
+    except ValueError as exc:
+        raise ValidationFailed(
+            "The outreach policy is not valid.", errors=[{"field": "policy", "reason": str(exc)}]
+        ) from None
     await append_events(
         session,
         actor.tenant_id,
@@ -196,6 +249,8 @@ def _audit_view(view: OutreachPolicy) -> dict[str, Any]:
         "daily_caps": dict(view.daily_caps),
         "domain_hourly_cap": view.domain_hourly_cap,
         "cooldown_days": view.cooldown_days,
+        "country_call_caps": dict(view.country_call_caps),
+        "country_call_windows": dict(view.country_call_windows),
     }
 
 
