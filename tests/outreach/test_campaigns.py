@@ -10,12 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
+from leadrelay.core.jobs import JobRuntime
 from leadrelay.identity.models import Role
-from leadrelay.outreach.campaigns import _due
-from leadrelay.outreach.models import Campaign, CampaignStatus
+from leadrelay.outreach.campaigns import _due, report_text
+from leadrelay.outreach.models import Campaign, CampaignRun, CampaignStatus
 from tests.capture.test_intake_api import make_source
 from tests.factories import TenantCtx, TenantFactory
 from tests.outreach.test_send import SENDER
+from tests.support import run_jobs
 
 STEPS = [
     {"channel": "email", "cta": "book_call"},
@@ -176,3 +178,41 @@ def test_the_daily_run_is_due_after_the_local_send_time_once_a_day() -> None:
     tokyo.last_run_on = "2026-12-01"
     assert not _due(tokyo, after)
     assert _due(tokyo, datetime(2026, 12, 2, 1, 0, tzinfo=UTC))
+
+
+class TestRunReport:
+    async def test_each_run_is_emailed_to_the_operator(
+        self, client: httpx.AsyncClient, tenant: TenantCtx, job_runtime: JobRuntime
+    ) -> None:
+        await seed(client, tenant, [{"email": "a@acme.example", "company": "Acme"}], sender=True)
+        rep = await tenant.headers(Role.REP)
+        bad = await client.post(
+            "/v1/campaigns",
+            json={"name": "Ops", "steps": STEPS, "report_to": "not an address"},
+            headers=rep,
+        )
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["field"] == "report_to"
+        campaign_id = await campaign(client, tenant, report_to="Ops@Relay.example")
+        await run(client, tenant, campaign_id)
+        await run_jobs()
+        detail = (await client.get(f"/v1/campaigns/{campaign_id}", headers=rep)).json()
+        assert detail["campaign"]["report_to"] == "Ops@relay.example"
+        email = detail["runs"][0]["report_email"]
+        assert email["to"] == "Ops@relay.example"
+        assert email["provider"] == "dryrun"  # the tenant is in dry-run: recorded, not sent
+        assert email["status"] == "sent"
+
+
+def test_the_report_reads_like_a_report() -> None:
+    spring = Campaign(name="Spring", status=CampaignStatus.ACTIVE)
+    run_row = CampaignRun(
+        trigger="schedule",
+        started_at=datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+        report={"selected": 5, "queued": 3, "blocked:suppression": 1, "stopped:opted out": 1},
+        error=None,
+    )
+    subject, body = report_text(spring, run_row)
+    assert subject == "Spring: run report (3 queued)"
+    assert "Blocked: suppression 1" in body
+    assert "Stopped: opted out 1" in body

@@ -578,6 +578,9 @@ class CampaignIn(Input):
     steps: list[StepIn] = Field(min_length=1, max_length=20)
     send_time: str = Field(default="10:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     timezone: str | None = Field(default=None, max_length=64, description="default: tenant's")
+    report_to: str | None = Field(
+        default=None, max_length=320, description="the operator's e-mail: each run's report"
+    )
 
 
 class CampaignOut(BaseModel):
@@ -592,6 +595,7 @@ class CampaignOut(BaseModel):
     timezone: str
     halted_reason: str | None
     last_run_on: str | None
+    report_to: str | None
     created_by: str
     created_at: datetime
 
@@ -606,6 +610,7 @@ class CampaignRunOut(BaseModel):
     finished_at: datetime | None
     report: dict[str, object]
     error: str | None
+    report_email: dict[str, object] | None
 
 
 class CampaignDetail(BaseModel):
@@ -661,6 +666,7 @@ async def create_campaign(body: CampaignIn, session: SessionDep, actor: CanSend)
         send_time=body.send_time,
         timezone=body.timezone or str((tenant.settings or {}).get("timezone") or "UTC"),
         now=utcnow(),
+        report_to=body.report_to,
     )
     return await _detail(session, campaign)
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadrelay.approvals.models import DraftStatus
 from leadrelay.approvals.service import Policy, get_draft, tenant_policy
 from leadrelay.capture.models import LeadStatus
+from leadrelay.capture.normalize import normalize_email
 from leadrelay.capture.service import LeadFilter, list_leads
 from leadrelay.compliance.audit import append_events
 from leadrelay.core.errors import Conflict, LeadRelayError, NotFound, ValidationFailed
@@ -149,8 +150,11 @@ async def create(
     send_time: str,
     timezone: str,
     now: datetime,
+    report_to: str | None = None,
 ) -> Campaign:
     errors = check_definition(audience, steps, send_time, timezone)
+    if report_to is not None and normalize_email(report_to).value is None:
+        errors.append({"field": "report_to", "reason": "not an e-mail address"})
     if errors:
         raise ValidationFailed("The campaign is not valid.", errors=errors)
     if await session.scalar(select(Campaign.id).where(Campaign.name == name)):
@@ -166,6 +170,7 @@ async def create(
         steps=[{"delay_days": 0, **step} for step in steps],
         send_time=send_time,
         timezone=timezone,
+        report_to=normalize_email(report_to).value if report_to else None,
         created_by=actor.name,
         created_at=now,
         updated_at=now,
@@ -449,7 +454,46 @@ async def run(
         },
     )
     await _audit(session, actor, "campaign.run", campaign, now=now, report=run_row.report)
+    if campaign.report_to:
+        from leadrelay.core.jobs import defer  # jobs import this module: import at call time
+
+        await defer(
+            session,
+            "outreach.email_run_report",
+            tenant_id=str(campaign.tenant_id),
+            run_id=str(run_row.id),
+        )
     return run_row
+
+
+def report_text(campaign: Campaign, run: CampaignRun) -> tuple[str, str]:
+    """The operator's e-mail: (subject, plain-text body)."""
+    report = run.report or {}
+    blocked = {k.split(":", 1)[1]: v for k, v in report.items() if k.startswith("blocked:")}
+    stopped = {k.split(":", 1)[1]: v for k, v in report.items() if k.startswith("stopped:")}
+    lines = [
+        f"Campaign: {campaign.name} ({campaign.status})",
+        f"Run: {run.trigger}, {run.started_at:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Selected by the audience: {report.get('selected', 0)} (joined now: "
+        f"{report.get('joined', 0)})",
+        f"Due for a step: {report.get('due', 0)}",
+        f"Drafted: {report.get('drafted', 0)}; awaiting approval: "
+        f"{report.get('awaiting_approval', 0)}",
+        f"Queued to send: {report.get('queued', 0)}; deferred by caps or windows: "
+        f"{report.get('deferred', 0)}",
+        "Blocked: "
+        + (", ".join(f"{check} {count}" for check, count in sorted(blocked.items())) or "none"),
+        f"Failed: {report.get('failed', 0)}",
+        "Stopped: "
+        + (", ".join(f"{why} {count}" for why, count in sorted(stopped.items())) or "none"),
+    ]
+    if run.error:
+        lines += ["", f"The campaign HALTED: {run.error}"]
+    subject = f"{campaign.name}: run report ({report.get('queued', 0)} queued)"
+    if run.error:
+        subject = f"{campaign.name} HALTED: {run.error}"[:150]
+    return subject, "\n".join(lines)
 
 
 async def due_campaigns(session: AsyncSession, now: datetime) -> list[uuid.UUID]:

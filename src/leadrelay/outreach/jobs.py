@@ -9,9 +9,15 @@ from leadrelay.core.db import all_tenant_ids
 from leadrelay.core.jobs import defer, job_app, retry_strategy, runtime
 from leadrelay.core.security import secret_keys
 from leadrelay.core.settings import Settings
+from leadrelay.drafting.evidence import Channel
 from leadrelay.drafting.llm import LlmDrafter, llm_settings
+from leadrelay.drafting.service import sender_settings
+from leadrelay.identity.models import Tenant
 from leadrelay.identity.service import system_principal
-from leadrelay.outreach import campaigns, service
+from leadrelay.outreach import campaigns, providers, service
+from leadrelay.outreach.channels.base import OutboundEmail, SendResult
+from leadrelay.outreach.channels.dryrun import DryRunChannel
+from leadrelay.outreach.models import Campaign, CampaignRun
 
 DELIVER_TASK = "outreach.deliver"
 
@@ -111,3 +117,58 @@ async def run_campaigns(timestamp: int) -> int:
 def drafter_for(settings: Settings) -> LlmDrafter | None:
     configured = llm_settings(settings)
     return LlmDrafter(configured) if configured else None
+
+
+@job_app.task(name="outreach.email_run_report", retry=retry_strategy())
+async def email_run_report(
+    *, tenant_id: str, run_id: str, correlation_id: str | None = None
+) -> str:
+    """E-mail a campaign run's report to its operator: through the tenant's e-mail provider,
+    or recorded by the dry-run channel while the tenant is in dry-run. What happened is kept
+    on the run."""
+    settings, db = runtime().settings, runtime().db
+    tenant = uuid.UUID(tenant_id)
+    async with db.session(tenant) as session:
+        run = await session.get(CampaignRun, uuid.UUID(run_id))
+        campaign = await session.get(Campaign, run.campaign_id) if run else None
+        tenant_row = await session.get(Tenant, tenant)
+        if run is None or campaign is None or tenant_row is None or not campaign.report_to:
+            return "nothing to report"
+        subject, body = campaigns.report_text(campaign, run)
+        view = service.outreach_policy(tenant_row, settings)
+        sender = sender_settings(tenant_row)
+        public = settings.public_url.rstrip("/")
+        email = OutboundEmail(
+            message_id=run.id,
+            from_address=sender.get("email") or settings.mail_from or "outreach@localhost",
+            from_name="LeadRelay",
+            to_address=campaign.report_to,
+            subject=subject,
+            text_body=body,
+            # Not a lead's opt-out: where the operator changes who gets these reports.
+            unsubscribe_url=f"{public}/console/campaigns/{campaign.id}",
+        )
+    provider = providers.provider_for(Channel.EMAIL, settings, dry_run=view.dry_run)
+    if provider == providers.DRY_RUN:
+        result = await DryRunChannel(dkim_key=providers.dkim_key(settings)).send(email)
+    else:
+        channel = providers.email_channel(provider, settings)
+        result = (
+            await channel.send(email)
+            if channel is not None
+            else SendResult("permanent", None, "no e-mail provider configured")
+        )
+    async with db.session(tenant) as session:
+        run = await session.get(CampaignRun, uuid.UUID(run_id))
+        if run is not None:
+            run.report_email = {
+                "to": email.to_address,
+                "provider": provider,
+                "status": result.status,
+                "detail": result.detail,
+                "at": utcnow().isoformat(),
+            }
+        if result.status == "transient":
+            # Raised so the queue retries with backoff; recorded above either way.
+            raise RuntimeError(f"report e-mail not sent yet: {result.detail}")
+    return result.status

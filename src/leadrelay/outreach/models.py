@@ -184,6 +184,7 @@ class Campaign(TenantOwned, Base):
     timezone: Mapped[str] = mapped_column(String(64))
     halted_reason: Mapped[str | None] = mapped_column(Text)
     last_run_on: Mapped[str | None] = mapped_column(String(10))  # local date of the daily run
+    report_to: Mapped[str | None] = mapped_column(String(320))  # the operator's e-mail
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[CreatedAt]
@@ -236,6 +237,8 @@ class CampaignRun(TenantOwned, Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     report: Mapped[dict[str, Any]] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
+    # The report e-mailed to the operator: to whom, and what the channel said.
+    report_email: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class ProviderCircuit(Base):
