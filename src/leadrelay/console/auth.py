@@ -206,3 +206,6 @@ ViewOutreach = Annotated[Console, Depends(page(P.OUTREACH_READ))]
 CheckSuppressions = Annotated[Console, Depends(action(P.OUTREACH_READ))]
 ManageSuppressions = Annotated[Console, Depends(action(P.SUPPRESSIONS_MANAGE))]
 SetOutreachPolicy = Annotated[Console, Depends(action(P.OUTREACH_POLICY))]
+ViewCampaigns = Annotated[Console, Depends(page(P.OUTREACH_READ))]
+# Creating, activating, pausing, stopping and running a campaign: each run may send.
+RunCampaigns = Annotated[Console, Depends(action(P.OUTREACH_SEND))]
