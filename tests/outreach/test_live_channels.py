@@ -177,6 +177,7 @@ class TestTwilioChannels:
         assert form["MachineDetection"] == "DetectMessageEnd"
         twiml_url = form["Url"]
         assert twiml_url.startswith(settings.public_url.rstrip("/") + "/voice/")
+        assert form["StatusCallback"] == twiml_url + "/status"
 
         # Twilio fetches the TwiML: signed by the account, or refused.
         path = urlsplit(twiml_url).path

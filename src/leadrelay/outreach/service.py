@@ -12,6 +12,7 @@ fails it visibly ("outcome unknown") instead of sending it twice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import uuid
@@ -702,7 +703,10 @@ async def hand_over(handover: Handover, settings: Settings) -> SendResult:
     if twilio is None:
         return SendResult("permanent", None, f"no {handover.channel} provider configured")
     if handover.channel == Channel.VOICE.value:
-        voice = TwilioVoice(twilio)
+        # This call's own status callback, signed like its TwiML URL: duration, who answered
+        # and the recording land on its message.
+        status_url = f"{handover.voice_url}/status" if handover.voice_url else None
+        voice = TwilioVoice(dataclasses.replace(twilio, status_callback_url=status_url))
         try:
             return await voice.call(
                 OutboundCall(handover.message_id, handover.recipient, twiml_url=handover.voice_url)
