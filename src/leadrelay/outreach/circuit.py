@@ -53,6 +53,18 @@ async def record(
     """Count the answer: a success closes the circuit, a transient failure may open it."""
     if provider in UNGUARDED or result.status == "permanent":
         return None
+    if result.status == "sent":
+        # The common case, a healthy provider: a plain read, no lock and no write, so concurrent
+        # deliveries do not queue behind one row.
+        healthy = await session.scalar(
+            select(ProviderCircuit.provider).where(
+                ProviderCircuit.provider == provider,
+                ProviderCircuit.state == "closed",
+                ProviderCircuit.consecutive_failures == 0,
+            )
+        )
+        if healthy is not None:
+            return None
     current = await session.scalar(
         select(ProviderCircuit).where(ProviderCircuit.provider == provider).with_for_update()
     )

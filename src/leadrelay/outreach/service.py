@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.approvals import service as approvals
@@ -266,47 +266,42 @@ def _local_midnight(now: datetime, zone: str) -> datetime:
 async def _counters(
     session: AsyncSession, message: Message, zone: str, now: datetime
 ) -> guard.Counters:
+    """Everything the caps need, in one statement: sends today on the channel (the tenant's
+    day), e-mails to the domain in the last hour, calls to the country today, and the last
+    contact with the lead."""
     day_start = _local_midnight(now, zone)
-    counted = Message.counted_at.is_not(None)
-    sent_today = await session.scalar(
-        select(func.count()).where(
-            counted, Message.channel == message.channel, Message.counted_at >= day_start
+    hour_ago = now - guard.DOMAIN_WINDOW
+    row = (
+        await session.execute(
+            text(
+                "SELECT "
+                "count(*) FILTER (WHERE channel = :channel AND counted_at >= :day_start), "
+                "array_agg(counted_at) FILTER (WHERE channel = 'email' "
+                "  AND recipient_domain = :domain AND counted_at > :hour_ago), "
+                "count(*) FILTER (WHERE channel = 'voice' AND recipient_country = :country "
+                "  AND counted_at >= :day_start), "
+                "max(counted_at) FILTER (WHERE lead_id = :lead_id AND id <> :id) "
+                "FROM messages WHERE counted_at IS NOT NULL "
+                "AND (counted_at >= least(:day_start, :hour_ago) OR lead_id = :lead_id)"
+            ),
+            {
+                "channel": message.channel,
+                "day_start": day_start,
+                "domain": message.recipient_domain,
+                "hour_ago": hour_ago,
+                "country": message.recipient_country
+                if message.channel == Channel.VOICE.value
+                else None,
+                "lead_id": message.lead_id,
+                "id": message.id,
+            },
         )
-    )
-    domain_sends: tuple[datetime, ...] = ()
-    if message.recipient_domain:
-        domain_sends = tuple(
-            await session.scalars(
-                select(Message.counted_at).where(
-                    counted,
-                    Message.channel == Channel.EMAIL.value,
-                    Message.recipient_domain == message.recipient_domain,
-                    Message.counted_at > now - guard.DOMAIN_WINDOW,
-                )
-            )
-        )
-    calls_today = 0
-    if message.channel == Channel.VOICE.value and message.recipient_country:
-        calls_today = int(
-            await session.scalar(
-                select(func.count()).where(
-                    counted,
-                    Message.channel == Channel.VOICE.value,
-                    Message.recipient_country == message.recipient_country,
-                    Message.counted_at >= day_start,
-                )
-            )
-            or 0
-        )
-    last_contact = await session.scalar(
-        select(func.max(Message.counted_at)).where(
-            counted, Message.lead_id == message.lead_id, Message.id != message.id
-        )
-    )
+    ).one()
+    sent_today, domain_sends, calls_today, last_contact = row
     return guard.Counters(
         sent_today=int(sent_today or 0),
-        domain_sends=tuple(t for t in domain_sends if t is not None),
-        calls_today_to_country=calls_today,
+        domain_sends=tuple(domain_sends or ()),
+        calls_today_to_country=int(calls_today or 0),
         last_contact_at=last_contact,
     )
 
