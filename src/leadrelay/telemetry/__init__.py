@@ -1,0 +1,1 @@
+"""Delivery telemetry: provider status webhooks normalized into delivery events."""
