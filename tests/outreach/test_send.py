@@ -155,6 +155,17 @@ class TestDryRun:
         # A second send of a sent draft finds the same message: nothing leaves twice.
         assert (await send(client, tenant, draft_id)).json()["status"] == "sent"
 
+    async def test_the_same_send_twice_at_once_makes_one_message(
+        self, client: httpx.AsyncClient, tenant: TenantCtx
+    ) -> None:
+        await setup(client, tenant)
+        draft_id = await approved_draft(client, tenant, "twice@acme.example")
+        first, second = await asyncio.gather(
+            send(client, tenant, draft_id), send(client, tenant, draft_id)
+        )
+        assert sorted([first.status_code, second.status_code]) == [200, 202]
+        assert first.json()["id"] == second.json()["id"]
+
     async def test_every_way_around_the_guard_is_blocked(
         self, client: httpx.AsyncClient, tenant: TenantCtx
     ) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.approvals import service as approvals
@@ -490,8 +491,16 @@ async def queue_draft(
         created_at=now,
     )
     decision = await _decide(session, message, lead, keys=keys, view=view, now=now)
-    session.add(message)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(message)
+            await session.flush()
+    except IntegrityError:
+        # The same key, sent twice at the same moment: the other request's message stands.
+        raced = await session.scalar(select(Message).where(Message.idempotency_key == key))
+        if raced is None:
+            raise
+        return raced, False
     await _after_decision(session, actor, message, decision, now=now)
     return message, True
 
