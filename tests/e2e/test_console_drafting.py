@@ -65,6 +65,21 @@ async def drafts_of(workspace: Workspace) -> list[Draft]:
         return list(await session.scalars(select(Draft)))
 
 
+async def choose_builtin(page: Page, name: str) -> None:
+    """Pick a built-in template to preview. Right after the panel was swapped in, htmx may not
+    have bound the select's change handler yet: the change is sent again until it is heard."""
+    select = page.get_by_test_id("builtin-select")
+    preview = page.get_by_test_id("builtin-preview")
+    await select.select_option(name)
+    for _ in range(3):
+        try:
+            await expect(preview).to_have_attribute("data-name", name, timeout=2_000)
+            return
+        except AssertionError:
+            await select.dispatch_event("change")
+    await expect(preview).to_have_attribute("data-name", name)
+
+
 class TestDrafting:
     async def test_sender_template_refused_saved_then_a_draft_from_the_lead(
         self, page: Page, workspace: Workspace, screenshot: Screenshot
@@ -144,13 +159,11 @@ class TestDrafting:
         await expect(page.get_by_test_id("templates-count")).to_have_text("1")
 
         # --- a built-in template's text ----------------------------------------------------------
-        await page.get_by_test_id("builtin-select").select_option("default.sms.direct")
         preview = page.get_by_test_id("builtin-preview")
-        await expect(preview).to_have_attribute("data-name", "default.sms.direct")
+        await choose_builtin(page, "default.sms.direct")
         await expect(preview.get_by_test_id("builtin-body")).to_contain_text("{{ cta }}")
         await expect(preview.get_by_test_id("builtin-subject")).to_have_count(0)
-        await page.get_by_test_id("builtin-select").select_option("default.email.formal")
-        await expect(preview).to_have_attribute("data-name", "default.email.formal")
+        await choose_builtin(page, "default.email.formal")
         await expect(preview.get_by_test_id("builtin-subject")).to_contain_text("lead.company")
         await screenshot(page, "templates-saved-and-preview")
 
