@@ -475,7 +475,7 @@ async def queue_draft(
         draft_id=draft.id,
         kind=kind,
         channel=channel.value,
-        provider=_provider(channel, view, settings),
+        provider=providers.provider_for(channel, settings, dry_run=view.dry_run),
         dry_run=view.dry_run,
         idempotency_key=key,
         status=MessageStatus.QUEUED,
@@ -503,10 +503,6 @@ async def queue_draft(
         return raced, False
     await _after_decision(session, actor, message, decision, now=now)
     return message, True
-
-
-def _provider(channel: Channel, view: OutreachPolicy, settings: Settings) -> str:
-    return providers.provider_for(channel, settings, dry_run=view.dry_run)
 
 
 async def _after_decision(
@@ -591,8 +587,13 @@ async def release_deferred(
 # --- delivery ----------------------------------------------------------------------------------
 
 
+def _token_secret(keys: str, purpose: str) -> bytes:
+    """A link-signing secret per purpose, from the first key (rotating it breaks old links)."""
+    return hashlib.sha256(f"{purpose}\n{keys.split(',')[0]}".encode()).digest()
+
+
 def unsubscribe_secret(keys: str) -> bytes:
-    return hashlib.sha256(f"unsubscribe\n{keys.split(',')[0]}".encode()).digest()
+    return _token_secret(keys, "unsubscribe")
 
 
 def unsubscribe_url(settings: Settings, keys: str, message: Message) -> str:
@@ -601,7 +602,7 @@ def unsubscribe_url(settings: Settings, keys: str, message: Message) -> str:
 
 
 def voice_secret(keys: str) -> bytes:
-    return hashlib.sha256(f"voice\n{keys.split(',')[0]}".encode()).digest()
+    return _token_secret(keys, "voice")
 
 
 def voice_url(settings: Settings, keys: str, message: Message) -> str:

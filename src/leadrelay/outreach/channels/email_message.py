@@ -27,8 +27,8 @@ import idna
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from leadrelay.drafting.compose import UNSUBSCRIBE_PLACEHOLDER
 from leadrelay.outreach.channels.base import OutboundEmail
+from leadrelay.outreach.channels.http_api import text_body
 
 # `refold_source="none"` keeps the values stored with `set_raw` as written: the stdlib would
 # otherwise turn a long List-Unsubscribe or Message-ID into RFC 2047 encoded words, which no
@@ -189,7 +189,7 @@ def render_email(
             raise ValueError(f"extra header {name!r} is written by the channel itself")
         check_header_text(f"extra header {name}", value)
         mime[name] = value
-    body = message.text_body.replace(UNSUBSCRIBE_PLACEHOLDER, message.unsubscribe_url)
+    body = text_body(message)
     mime.set_content(body, charset="utf-8", cte=_transfer_encoding(body))
     raw = mime.as_bytes()
     if dkim_key is not None:

@@ -47,22 +47,19 @@ one-liners below (`_text_body`, `_list_unsubscribe`) mirror what `render_email` 
 
 from __future__ import annotations
 
-import math
 import re
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.header import Header
-from email.utils import parsedate_to_datetime, quote
-from typing import Final, Literal
+from email.utils import quote
+from typing import Final
 from urllib.parse import quote as quote_path
 
 import httpx
 from pydantic import SecretStr
 
 from leadrelay.core.clock import utcnow
-from leadrelay.drafting.compose import UNSUBSCRIBE_PLACEHOLDER
+from leadrelay.outreach.channels import http_api
 from leadrelay.outreach.channels.base import OutboundEmail, SendResult
 from leadrelay.outreach.channels.email_message import (
     ONE_CLICK,
@@ -76,10 +73,7 @@ EU_BASE_URL: Final = "https://api.eu.mailgun.net"
 # Custom data Mailgun returns as `user-variables` on every event of the message.
 MESSAGE_ID_VARIABLE: Final = "leadrelay_message_id"
 TRANSIENT_STATUSES: Final = frozenset({408, 429})
-MAX_DETAIL: Final = 500
-MAX_RETRY_AFTER: Final = 86_400.0
 
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _SENDING_DOMAIN = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})+")
 
@@ -112,7 +106,7 @@ class MailgunSettings:
         if not _SENDING_DOMAIN.fullmatch(domain):
             raise ValueError(f"domain {self.domain!r} is not a sending domain (ASCII labels)")
         object.__setattr__(self, "domain", domain)
-        object.__setattr__(self, "base_url", _check_base_url(self.base_url))
+        object.__setattr__(self, "base_url", http_api.check_base_url(self.base_url))
         if not self.timeout > 0 or not self.default_retry_after >= 0:
             raise ValueError("timeout must be positive and default_retry_after not negative")
 
@@ -171,13 +165,13 @@ class MailgunChannel:
             )
         except httpx.TimeoutException as error:
             detail = f"timed out after {self._settings.timeout:g}s ({type(error).__name__})"
-            return _result("transient", detail, body, recipients)
+            return http_api.result("transient", detail, body, recipients)
         except httpx.TransportError as error:
-            certificate_error = _certificate_error(error)
+            certificate_error = http_api.certificate_error(error)
             if certificate_error is not None:
                 detail = f"TLS certificate not trusted: {certificate_error.verify_message}"
-                return _result("permanent", detail, body, recipients)
-            return _result("transient", f"connection failed: {error!r}", body, recipients)
+                return http_api.result("permanent", detail, body, recipients)
+            return http_api.result("transient", f"connection failed: {error!r}", body, recipients)
         return self._answer(response, body, recipients)
 
     def _answer(
@@ -189,21 +183,23 @@ class MailgunChannel:
             provider_id = parsed.get("id")
             if isinstance(provider_id, str) and provider_id.strip():
                 detail = f"HTTP {status}: {_error_text(response, parsed)}"
-                return _result(
+                return http_api.result(
                     "sent", detail, body, recipients, provider_message_id=provider_id.strip()
                 )
             detail = f"HTTP {status} without a message id, nothing queued (check the base URL "
             detail += f"and domain): {_error_text(response, parsed)}"
-            return _result("permanent", detail, body, recipients)
+            return http_api.result("permanent", detail, body, recipients)
         detail = f"HTTP {status}: {_error_text(response, parsed)}"
         if status == 429:
-            retry_after = _retry_after(
-                response, now=self._clock(), default=self._settings.default_retry_after
+            retry_after = http_api.retry_after(
+                response,
+                now=self._clock(),
+                default=self._settings.default_retry_after,
             )
-            return _result("transient", detail, body, recipients, retry_after=retry_after)
+            return http_api.result("transient", detail, body, recipients, retry_after=retry_after)
         if status in TRANSIENT_STATUSES or status >= 500:
-            return _result("transient", detail, body, recipients)
-        return _result("permanent", detail, body, recipients)
+            return http_api.result("transient", detail, body, recipients)
+        return http_api.result("permanent", detail, body, recipients)
 
 
 def message_fields(message: OutboundEmail, rendered: RenderedEmail) -> list[tuple[str, str]]:
@@ -215,9 +211,9 @@ def message_fields(message: OutboundEmail, rendered: RenderedEmail) -> list[tupl
         headers.append(("Reply-To", message.reply_to.strip()))
     headers += [
         ("Message-Id", rendered.message_id),
-        ("List-Unsubscribe", _list_unsubscribe(message)),
+        ("List-Unsubscribe", http_api.list_unsubscribe(message)),
         ("List-Unsubscribe-Post", ONE_CLICK),
-        *((name, _encoded(value)) for name, value in message.extra_headers.items()),
+        *((name, http_api.encoded_header(value)) for name, value in message.extra_headers.items()),
     ]
     for name, value in headers:
         check_header_text(f"header {name}", value)
@@ -225,7 +221,7 @@ def message_fields(message: OutboundEmail, rendered: RenderedEmail) -> list[tupl
         ("from", _mailbox(message.from_name, rendered.envelope_from)),
         ("to", rendered.envelope_to),
         ("subject", message.subject),
-        ("text", _text_body(message)),
+        ("text", http_api.text_body(message)),
         *((f"h:{name}", value) for name, value in headers),
         (f"v:{MESSAGE_ID_VARIABLE}", str(message.message_id)),
     ]
@@ -238,24 +234,7 @@ def _mailbox(name: str, address: str) -> str:
         return address
     if name.isascii():
         return f'"{quote(name)}" <{address}>'
-    return f"{Header(name, 'utf-8').encode(linesep='')} <{address}>"
-
-
-def _encoded(value: str) -> str:
-    """An `h:` value goes into a MIME header as it is: ASCII stays, anything else becomes
-    RFC 2047 encoded words, space-separated, never folded."""
-    return value if value.isascii() else Header(value, "utf-8").encode(linesep="")
-
-
-def _text_body(message: OutboundEmail) -> str:
-    return message.text_body.replace(UNSUBSCRIBE_PLACEHOLDER, message.unsubscribe_url)
-
-
-def _list_unsubscribe(message: OutboundEmail) -> str:
-    uris = [message.unsubscribe_url]
-    if message.unsubscribe_mailto is not None:
-        uris.append(message.unsubscribe_mailto)
-    return ", ".join(f"<{uri}>" for uri in uris)
+    return f"{http_api.encoded_header(name)} <{address}>"
 
 
 def _json_object(response: httpx.Response) -> dict[str, object]:
@@ -272,74 +251,4 @@ def _error_text(response: httpx.Response, parsed: dict[str, object]) -> str:
     if isinstance(message, str) and message.strip():
         return message.strip()
     text = response.text.strip()
-    return text[:MAX_DETAIL] if text else response.reason_phrase or "no detail"
-
-
-def _retry_after(response: httpx.Response, *, now: datetime, default: float) -> float:
-    """Retry-After in seconds (or an HTTP date), never negative, at most a day; `default` when
-    absent or unreadable."""
-    header = response.headers.get("retry-after", "").strip()
-    if not header:
-        return default
-    try:
-        seconds = float(header)
-    except ValueError:
-        try:
-            seconds = (parsedate_to_datetime(header) - now).total_seconds()
-        except (TypeError, ValueError):
-            return default
-    if not math.isfinite(seconds):
-        return default
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def _result(
-    status: Literal["sent", "transient", "permanent"],
-    detail: str,
-    body: bytes,
-    recipients: tuple[str, ...],
-    *,
-    provider_message_id: str | None = None,
-    retry_after: float | None = None,
-) -> SendResult:
-    return SendResult(
-        status=status,
-        provider_message_id=provider_message_id,
-        detail=_clean_detail(detail, recipients),
-        retry_after=retry_after,
-        raw=body,
-    )
-
-
-def _clean_detail(detail: str, recipients: tuple[str, ...]) -> str:
-    for recipient in recipients:
-        if recipient:
-            detail = re.sub(re.escape(recipient), "[recipient]", detail, flags=re.IGNORECASE)
-    return " ".join(detail.split())[:MAX_DETAIL]
-
-
-def _check_base_url(base_url: str) -> str:
-    """`base_url` without its trailing slash; plain http only towards loopback."""
-    text = base_url.strip()
-    try:
-        url = httpx.URL(text)
-    except httpx.InvalidURL:
-        raise ValueError("base_url is not a URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError("base_url must be an http(s) URL with a host")
-    if url.userinfo or url.query or url.fragment or "?" in text or "#" in text:
-        raise ValueError("base_url may not hold user info, a query or a fragment")
-    if url.scheme == "http" and url.host.lower() not in _LOOPBACK_HOSTS:
-        raise ValueError("base_url must use https (plain http is for loopback test servers)")
-    return text.rstrip("/")
-
-
-def _certificate_error(error: BaseException) -> ssl.SSLCertVerificationError | None:
-    seen: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and all(current is not other for other in seen):
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return None
+    return text[: http_api.MAX_DETAIL] if text else response.reason_phrase or "no detail"

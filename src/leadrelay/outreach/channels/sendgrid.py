@@ -52,23 +52,17 @@ one-liners below (`_text_body`, `_list_unsubscribe`) mirror what `render_email` 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
-import re
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.header import Header
-from email.utils import parsedate_to_datetime
-from typing import Final, Literal
+from typing import Final
 
 import httpx
 from pydantic import SecretStr
 
 from leadrelay.core.clock import utcnow
-from leadrelay.drafting.compose import UNSUBSCRIBE_PLACEHOLDER
+from leadrelay.outreach.channels import http_api
 from leadrelay.outreach.channels.base import OutboundEmail, SendResult
 from leadrelay.outreach.channels.email_message import (
     ONE_CLICK,
@@ -83,11 +77,6 @@ MAIL_SEND_PATH: Final = "/v3/mail/send"
 # The custom argument the Event Webhook echoes back on every event of the message.
 MESSAGE_ID_ARG: Final = "leadrelay_message_id"
 TRANSIENT_STATUSES: Final = frozenset({408, 429})
-MAX_DETAIL: Final = 500
-# A reset further away than a day is not a throttle worth waiting for: try again tomorrow.
-MAX_RETRY_AFTER: Final = 86_400.0
-
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +99,7 @@ class SendGridSettings:
         if not key:
             raise ValueError("api_key is required")
         check_header_text("api_key", key)  # it goes into the Authorization header
-        object.__setattr__(self, "base_url", _check_base_url(self.base_url))
+        object.__setattr__(self, "base_url", http_api.check_base_url(self.base_url))
         if not self.timeout > 0 or not self.default_retry_after >= 0:
             raise ValueError("timeout must be positive and default_retry_after not negative")
 
@@ -166,13 +155,13 @@ class SendGridChannel:
             )
         except httpx.TimeoutException as error:
             detail = f"timed out after {self._settings.timeout:g}s ({type(error).__name__})"
-            return _result("transient", detail, body, recipients)
+            return http_api.result("transient", detail, body, recipients)
         except httpx.TransportError as error:
-            certificate_error = _certificate_error(error)
+            certificate_error = http_api.certificate_error(error)
             if certificate_error is not None:
                 detail = f"TLS certificate not trusted: {certificate_error.verify_message}"
-                return _result("permanent", detail, body, recipients)
-            return _result("transient", f"connection failed: {error!r}", body, recipients)
+                return http_api.result("permanent", detail, body, recipients)
+            return http_api.result("transient", f"connection failed: {error!r}", body, recipients)
         return self._answer(response, body, recipients)
 
     def _answer(
@@ -185,25 +174,30 @@ class SendGridChannel:
             detail = f"HTTP {status} {response.reason_phrase}".rstrip()
             if provider_id is None:
                 detail += " (no X-Message-Id)"
-            return _result("sent", detail, body, recipients, provider_message_id=provider_id)
+            return http_api.result(
+                "sent", detail, body, recipients, provider_message_id=provider_id
+            )
         detail = f"HTTP {status}: {_error_text(response)}"
         if status == 429:
-            retry_after = _retry_after(
-                response, now=self._clock(), default=self._settings.default_retry_after
+            retry_after = http_api.retry_after(
+                response,
+                now=self._clock(),
+                default=self._settings.default_retry_after,
+                reset_header="x-ratelimit-reset",
             )
-            return _result("transient", detail, body, recipients, retry_after=retry_after)
+            return http_api.result("transient", detail, body, recipients, retry_after=retry_after)
         if status in TRANSIENT_STATUSES or status >= 500:
-            return _result("transient", detail, body, recipients)
-        return _result("permanent", detail, body, recipients)
+            return http_api.result("transient", detail, body, recipients)
+        return http_api.result("permanent", detail, body, recipients)
 
 
 def mail_send_payload(message: OutboundEmail, rendered: RenderedEmail) -> dict[str, object]:
     """The Mail Send JSON for `message`, whose checks `render_email` has passed (`rendered`):
     addresses as rendered (domains in A-labels), the body with its unsubscribe URL."""
     headers = {
-        "List-Unsubscribe": _list_unsubscribe(message),
+        "List-Unsubscribe": http_api.list_unsubscribe(message),
         "List-Unsubscribe-Post": ONE_CLICK,
-        **{name: _encoded(value) for name, value in message.extra_headers.items()},
+        **{name: http_api.encoded_header(value) for name, value in message.extra_headers.items()},
     }
     for name, value in headers.items():
         check_header_text(f"header {name}", value)
@@ -214,30 +208,13 @@ def mail_send_payload(message: OutboundEmail, rendered: RenderedEmail) -> dict[s
         "personalizations": [{"to": [{"email": rendered.envelope_to}]}],
         "from": sender,
         "subject": message.subject,
-        "content": [{"type": "text/plain", "value": _text_body(message)}],
+        "content": [{"type": "text/plain", "value": http_api.text_body(message)}],
         "headers": headers,
         "custom_args": {MESSAGE_ID_ARG: str(message.message_id)},
     }
     if message.reply_to is not None:
         payload["reply_to"] = {"email": message.reply_to.strip()}
     return payload
-
-
-def _encoded(value: str) -> str:
-    """ASCII as it is, anything else as RFC 2047 encoded words, space-separated: never
-    folded, a JSON header value has no line breaks."""
-    return value if value.isascii() else Header(value, "utf-8").encode(linesep="")
-
-
-def _text_body(message: OutboundEmail) -> str:
-    return message.text_body.replace(UNSUBSCRIBE_PLACEHOLDER, message.unsubscribe_url)
-
-
-def _list_unsubscribe(message: OutboundEmail) -> str:
-    uris = [message.unsubscribe_url]
-    if message.unsubscribe_mailto is not None:
-        uris.append(message.unsubscribe_mailto)
-    return ", ".join(f"<{uri}>" for uri in uris)
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -260,77 +237,4 @@ def _error_text(response: httpx.Response) -> str:
         if texts:
             return "; ".join(texts)
     text = response.text.strip()
-    return text[:MAX_DETAIL] if text else response.reason_phrase or "no detail"
-
-
-def _retry_after(response: httpx.Response, *, now: datetime, default: float) -> float:
-    """Seconds to wait: the later of Retry-After (seconds or an HTTP date) and X-RateLimit-Reset
-    (epoch seconds), never negative, at most a day; `default` when neither is readable."""
-    hints: list[float] = []
-    retry_after = response.headers.get("retry-after", "").strip()
-    if retry_after:
-        try:
-            hints.append(float(retry_after))
-        except ValueError:
-            with contextlib.suppress(TypeError, ValueError):
-                hints.append((parsedate_to_datetime(retry_after) - now).total_seconds())
-    reset = response.headers.get("x-ratelimit-reset", "").strip()
-    if reset:
-        with contextlib.suppress(ValueError):
-            hints.append(float(reset) - now.timestamp())
-    usable = [hint for hint in hints if math.isfinite(hint)]
-    if not usable:
-        return default
-    return min(max(max(usable), 0.0), MAX_RETRY_AFTER)
-
-
-def _result(
-    status: Literal["sent", "transient", "permanent"],
-    detail: str,
-    body: bytes,
-    recipients: tuple[str, ...],
-    *,
-    provider_message_id: str | None = None,
-    retry_after: float | None = None,
-) -> SendResult:
-    return SendResult(
-        status=status,
-        provider_message_id=provider_message_id,
-        detail=_clean_detail(detail, recipients),
-        retry_after=retry_after,
-        raw=body,
-    )
-
-
-def _clean_detail(detail: str, recipients: tuple[str, ...]) -> str:
-    for recipient in recipients:
-        if recipient:
-            detail = re.sub(re.escape(recipient), "[recipient]", detail, flags=re.IGNORECASE)
-    return " ".join(detail.split())[:MAX_DETAIL]
-
-
-def _check_base_url(base_url: str) -> str:
-    """`base_url` without its trailing slash; plain http only towards loopback."""
-    text = base_url.strip()
-    try:
-        url = httpx.URL(text)
-    except httpx.InvalidURL:
-        raise ValueError("base_url is not a URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError("base_url must be an http(s) URL with a host")
-    if url.userinfo or url.query or url.fragment or "?" in text or "#" in text:
-        raise ValueError("base_url may not hold user info, a query or a fragment")
-    if url.scheme == "http" and url.host.lower() not in _LOOPBACK_HOSTS:
-        raise ValueError("base_url must use https (plain http is for loopback test servers)")
-    return text.rstrip("/")
-
-
-def _certificate_error(error: BaseException) -> ssl.SSLCertVerificationError | None:
-    seen: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and all(current is not other for other in seen):
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return None
+    return text[: http_api.MAX_DETAIL] if text else response.reason_phrase or "no detail"

@@ -14,7 +14,6 @@ and reply texts end up in logs.
 from __future__ import annotations
 
 import contextlib
-import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Literal, get_args
 import aiosmtplib
 
 from leadrelay.core.clock import utcnow
+from leadrelay.outreach.channels import http_api
 from leadrelay.outreach.channels.base import OutboundEmail, SendResult
 from leadrelay.outreach.channels.email_message import DkimKey, RenderedEmail, render_email
 
@@ -32,7 +32,6 @@ DEFAULT_PORTS: dict[SmtpSecurity, int] = {"starttls": 587, "tls": 465, "none": 2
 # RFC 5321 4.2.2/4.2.3: service not available (often "too many connections"), local error
 # (greylisting, rate limits), insufficient storage (too many messages/recipients).
 THROTTLE_CODES = frozenset({421, 451, 452})
-MAX_DETAIL = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +137,7 @@ class SmtpChannel:
             detail = f"timed out after {self._settings.timeout:g}s: {error}"
             return self._result("transient", detail, rendered), False
         except OSError as error:  # refused, reset, dropped (SMTPServerDisconnected), TLS
-            certificate_error = _certificate_error(error)
+            certificate_error = http_api.certificate_error(error)
             if certificate_error is not None:
                 detail = f"TLS certificate not trusted: {certificate_error.verify_message}"
                 return self._result("permanent", detail, rendered), False
@@ -172,23 +171,7 @@ class SmtpChannel:
         return SendResult(
             status=status,
             provider_message_id=rendered.message_id if status == "sent" else None,
-            detail=_clean_detail(detail, rendered.envelope_to),
+            detail=http_api.mask_recipients(detail, [rendered.envelope_to]),
             retry_after=retry_after,
             raw=rendered.raw,
         )
-
-
-def _clean_detail(detail: str, recipient: str) -> str:
-    masked = re.sub(re.escape(recipient), "[recipient]", detail, flags=re.IGNORECASE)
-    return " ".join(masked.split())[:MAX_DETAIL]
-
-
-def _certificate_error(error: BaseException) -> ssl.SSLCertVerificationError | None:
-    seen: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and all(current is not other for other in seen):
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return None
