@@ -45,6 +45,7 @@ from typing import Any
 import jinja2
 
 from bench.common import CpuMeter, Figure, heading, percentile, rate, start_watchdog, table
+from leadrelay.core.runtime import settle_process
 from leadrelay.drafting.compose import SUBJECT_LIMIT, check_draft, compliance_lines, compose
 from leadrelay.drafting.evidence import Channel, Length, Observation, Sender, Tone, evidence_from
 from leadrelay.drafting.templates import MessageTemplate, cta_text, default_template
@@ -468,6 +469,7 @@ def run(
     profile: cProfile.Profile | None = None,
 ) -> list[Figure]:
     heading("drafting: template drafts beside bare Jinja2 rendering of the same template")
+    settle_process()  # the start-up every worker runs before its first job
     started = time.perf_counter()
     made = make_leads(leads)
     setup = time.perf_counter() - started

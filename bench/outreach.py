@@ -86,6 +86,7 @@ from leadrelay.capture.models import LegalBasis, Source, SourceKind, SourceStatu
 from leadrelay.compliance import audit
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
+from leadrelay.core.runtime import settle_process
 from leadrelay.core.security import secret_keys
 from leadrelay.core.settings import Settings
 from leadrelay.drafting import service as drafting
@@ -781,6 +782,7 @@ def run(
     seconds of measuring); with `profile`, then `diagnosed` more drafts for the diagnostics
     (half one at a time with a probe, half at `concurrency` under `profile`)."""
     heading("outreach: sends through the policy guard + SMTP channel, beside bare aiosmtplib")
+    settle_process()  # the start-up every worker runs before its first job
     diagnosed = diagnosed if profile is not None else 0
     sink = SmtpSink()
     with cleanup_if_cut_short(sink.stop):

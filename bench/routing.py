@@ -59,6 +59,7 @@ from bench.intake import NOOP_PATH, HttpConnection, start_server, wait_until_ser
 from leadrelay.capture.models import LegalBasis, Source, SourceKind, SourceStatus
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
+from leadrelay.core.runtime import settle_process
 from leadrelay.identity.models import Role
 from leadrelay.identity.service import create_api_key, create_tenant, system_principal
 from leadrelay.routing import engine, service
@@ -367,7 +368,10 @@ def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
 
 
 async def _route(c: Cluster, db: Database, bench: Bench) -> tuple[Timed, Counter[str]]:
-    async with db.session(bench.tenant_id) as session:  # open the pool's connection first
+    # A worker has opened its connection and run its start-up (task modules imported, heap
+    # settled) before its first job: neither is part of routing.
+    settle_process()
+    async with db.session(bench.tenant_id) as session:
         await service.load_setup(session, now=AT)
     meter = CpuMeter({"bench": [os.getpid()], "postgres": postgres_pids(c)})
     outcomes: Counter[str] = Counter()

@@ -20,6 +20,7 @@ from leadrelay.core.http import (
     install_error_handlers,
 )
 from leadrelay.core.logging import configure_logging
+from leadrelay.core.runtime import settle_process
 from leadrelay.core.security import SecretBox, secret_keys
 from leadrelay.core.settings import Settings, get_settings
 from leadrelay.drafting.api import router as drafting_router
@@ -38,6 +39,8 @@ from leadrelay.outreach.voice_api import VOICE_PREFIX, voice_router
 from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import OUTCOMES_UPLOAD_LIMIT, OUTCOMES_UPLOAD_PATH
 from leadrelay.scoring.api import router as scoring_router
+from leadrelay.telemetry.api import TWILIO_STATUS_PATH
+from leadrelay.telemetry.api import router as telemetry_router
 from leadrelay.webhooks.api import router as webhooks_router
 
 # Routes that read their own raw body (signed inbound webhooks, file uploads).
@@ -48,6 +51,7 @@ RAW_BODY_PREFIXES: tuple[str, ...] = (
     DNC_UPLOAD_PATH,
     UNSUBSCRIBE_PREFIX,  # mail providers POST a form body (RFC 8058)
     VOICE_PREFIX,  # Twilio posts form bodies, signed
+    TWILIO_STATUS_PATH,  # Twilio's delivery reports: a signed form
 )
 
 
@@ -68,6 +72,7 @@ def create_app(
         owns_db = app.state.db is None
         if owns_db:
             app.state.db = Database(resolve_urls(settings, start_embedded=False))
+        settle_process()
         try:
             yield
         finally:
@@ -106,6 +111,7 @@ def create_app(
     app.include_router(approvals_router)
     app.include_router(drafting_router)
     app.include_router(outreach_router)
+    app.include_router(telemetry_router)
     app.include_router(unsubscribe_router)
     app.include_router(voice_router)
     from leadrelay.console import body_limits, mount_console

@@ -464,6 +464,7 @@ def import_csv(
 
     from leadrelay.capture.csv_import import run_import
     from leadrelay.core.errors import LeadRelayError
+    from leadrelay.core.runtime import settle_process
 
     pairs: dict[str, str] = {}
     for item in mapping or []:
@@ -474,6 +475,7 @@ def import_csv(
         pairs[column.strip()] = target.strip()
     settings = _settings()
     urls = _prepare(settings, migrate=False)
+    settle_process()  # an import is a long pipeline: the worker's start-up, not per chunk
 
     async def go() -> None:
         db = Database(urls)

@@ -13,6 +13,7 @@ from leadrelay.inbound import models as inbound_models
 from leadrelay.outreach import models as outreach_models
 from leadrelay.routing import models as routing_models
 from leadrelay.scoring import models as scoring_models
+from leadrelay.telemetry import models as telemetry_models
 from leadrelay.webhooks import models as webhooks_models
 
 metadata = Base.metadata
@@ -32,6 +33,7 @@ __all__ = [
     "provider_models",
     "routing_models",
     "scoring_models",
+    "telemetry_models",
     "verification_store",
     "webhooks_models",
 ]

@@ -18,6 +18,7 @@ from leadrelay.core.db import Database, DatabaseUrls
 from leadrelay.core.jobs import JobRuntime, dead_letter_middleware, job_app, set_runtime
 from leadrelay.core.jobs_models import WorkerHeartbeat
 from leadrelay.core.logging import get_logger
+from leadrelay.core.runtime import settle_process
 from leadrelay.core.settings import Settings
 
 log = get_logger("leadrelay.worker")
@@ -77,6 +78,7 @@ async def run_worker(
     install_signal_handlers: bool = True,
 ) -> None:
     concurrency = concurrency or settings.worker_concurrency
+    settle_process()
     name = f"{socket.gethostname()}:{os.getpid()}"
     async with job_runtime(settings, urls, pool_size=concurrency + 1) as runtime:
         heartbeat = asyncio.create_task(_heartbeat_forever(runtime.db, name))

@@ -24,6 +24,7 @@ from leadrelay.identity.permissions import MATRIX, Permission
 from leadrelay.inbound.api import router as inbound_router
 from leadrelay.ops.api import router as ops_router
 from leadrelay.outreach.api import router as outreach_router
+from leadrelay.telemetry.api import router as telemetry_router
 from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import router as scoring_router
 from leadrelay.webhooks.api import router as webhooks_router
@@ -511,6 +512,10 @@ SIGNED_BY_SENDER = {
         for method in ("GET", "POST")
         for provider in ("meta", "whatsapp")
     ),
+    # Delivery webhooks (tests/telemetry/test_webhooks.py).
+    ("POST", "/v1/telemetry/sendgrid/events"),
+    ("POST", "/v1/telemetry/mailgun/events"),
+    ("POST", "/v1/telemetry/twilio/status"),
 }
 
 
@@ -537,6 +542,7 @@ class TestPermissionMatrix:
             approvals_router,
             drafting_router,
             outreach_router,
+            telemetry_router,
         ):
             for route in router.routes:
                 assert isinstance(route, APIRoute)

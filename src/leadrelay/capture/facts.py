@@ -46,6 +46,18 @@ def _email_domain(email: str | None) -> str | None:
 def _phone_country(e164: str | None) -> str | None:
     if not e164:
         return None
+    # A country calling code that belongs to one region names it without parsing the number
+    # (≈ 20 µs a lead); the code is found as phonenumbers finds it, shortest prefix first.
+    # Shared codes (+1, +7, +44 …) still go through the full look-up.
+    for length in (1, 2, 3):
+        prefix = e164[1 : 1 + length]
+        if len(prefix) < length or not prefix.isdigit():
+            break
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(prefix))
+        if regions is not None:
+            if len(regions) == 1:
+                return regions[0]
+            break
     try:
         return phonenumbers.region_code_for_number(phonenumbers.parse(e164)) or None
     except phonenumbers.NumberParseException:

@@ -16,6 +16,8 @@ from leadrelay.core.models import CreatedAt, TenantOwned, UUIDPk
 
 class MessageChannel(StrEnum):
     WHATSAPP = "whatsapp"
+    SMS = "sms"
+    EMAIL = "email"
 
 
 class MessageDirection(StrEnum):
@@ -33,9 +35,17 @@ class LeadMessage(TenantOwned, Base):
     lead_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("leads.id", ondelete="CASCADE"), index=True
     )
-    source_id: Mapped[uuid.UUID] = mapped_column(
+    # The capture source a WhatsApp message arrived through; replies to our outreach that
+    # come through a provider's inbound route (SMS, e-mail) have none.
+    source_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("sources.id", ondelete="RESTRICT")
     )
+    # Our outbound message this answers, when known (telemetry.inbound).
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    # reply | opt_out | opt_in | help | auto_reply (telemetry.replies); empty until read.
+    classification: Mapped[str | None] = mapped_column(String(20))
     channel: Mapped[MessageChannel] = mapped_column(String(20))
     direction: Mapped[MessageDirection] = mapped_column(String(10))
     provider_message_id: Mapped[str] = mapped_column(String(200))

@@ -72,6 +72,7 @@ TENANT_TABLES: tuple[str, ...] = (
     "draft_revisions",
     "approvals",
     "messages",
+    "delivery_events",
     "suppressions",
     "dnc_entries",
     "consents",

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     twilio_from_number: str = Field(default="", pattern=r"^(\+[1-9]\d{6,14})?$")
     twilio_whatsapp_from: str = Field(default="", pattern=r"^(\+[1-9]\d{6,14})?$")
     twilio_voice_from: str = Field(default="", pattern=r"^(\+[1-9]\d{6,14})?$")
+    # Delivery webhooks (telemetry): SendGrid's Event Webhook verification key (the ECDSA
+    # public key its console shows) and Mailgun's HTTP webhook signing key. Twilio's status
+    # callbacks are checked with TWILIO_AUTH_TOKEN. A webhook whose key is unset is refused.
+    sendgrid_webhook_public_key: str = Field(default="", max_length=2000)
+    mailgun_webhook_signing_key: SecretStr = SecretStr("")
 
     @field_validator("database_url", "database_app_url")
     @classmethod

@@ -329,6 +329,14 @@ class MessageOut(BaseModel):
     created_by: str
     created_at: datetime
     sent_at: datetime | None
+    delivery_status: str | None = Field(
+        description="The furthest state providers reported (only moves forward)"
+    )
+    delivery_updated_at: datetime | None
+    delivered_at: datetime | None
+    opened_at: datetime | None
+    clicked_at: datetime | None
+    replied_at: datetime | None
 
 
 @router.post(

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -55,6 +56,10 @@ class Message(TenantOwned, Base):
         ),
         Index("ix_messages_tenant_id_lead_id_counted_at", "tenant_id", "lead_id", "counted_at"),
         Index("ix_messages_tenant_id_status_retry_at", "tenant_id", "status", "retry_at"),
+        # Provider events name the message by the provider's id, before any tenant is known.
+        Index("ix_messages_provider_message_id", "provider_message_id"),
+        # An inbound reply names only its sender: the latest message we sent them.
+        Index("ix_messages_recipient_created_at", "recipient", "created_at"),
     )
 
     id: Mapped[UUIDPk]
@@ -93,6 +98,15 @@ class Message(TenantOwned, Base):
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[CreatedAt]
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What providers reported after the hand-over (telemetry.state): the furthest state
+    # reached — it only moves forward — and when each milestone was first seen.
+    delivery_status: Mapped[str | None] = mapped_column(String(20))
+    delivery_rank: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    delivery_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    clicked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    replied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SuppressionReason(StrEnum):

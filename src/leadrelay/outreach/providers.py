@@ -105,4 +105,6 @@ def twilio_settings(settings: Settings) -> TwilioSettings | None:
         whatsapp_from=settings.twilio_whatsapp_from or None,
         voice_from=settings.twilio_voice_from or None,
         voice_url_base=f"{public}/voice",
+        # Delivery reports of texts (telemetry.api); a call gets its own, signed per call.
+        status_callback_url=f"{public}/v1/telemetry/twilio/status",
     )

@@ -56,6 +56,7 @@ from leadrelay.outreach.models import (
     SuppressionReason,
 )
 from leadrelay.outreach.unsubscribe import make_token
+from leadrelay.telemetry import service as telemetry
 
 _ENHANCED_STATUS = re.compile(r"\b5\.(\d{1,3})\.\d{1,3}\b")
 # The words an admin types to let messages really leave.
@@ -756,6 +757,16 @@ async def finish_delivery(
         message.sent_at = now
         message.provider_message_id = result.provider_message_id
         message.error = None
+        # A provider's status report can overtake its answer to the send: what waited for
+        # this message's provider id applies now.
+        await telemetry.claim_unmatched(
+            session,
+            message.tenant_id,
+            message.id,
+            result.provider_message_id,
+            keys=keys,
+            now=now,
+        )
         if message.draft_id is not None:
             draft = await session.get(Draft, message.draft_id)
             if draft is not None:

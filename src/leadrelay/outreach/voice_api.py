@@ -29,6 +29,8 @@ from leadrelay.outreach.voice import (
     parse_call_callback,
     voicemail_twiml,
 )
+from leadrelay.telemetry import service as telemetry
+from leadrelay.telemetry.events import MalformedPayload, parse_twilio
 
 VOICE_PREFIX = "/voice/"
 voice_router = APIRouter(tags=["voice"])
@@ -43,7 +45,7 @@ class BadTwilioSignature(Forbidden):
     code = "bad-twilio-signature"
 
 
-async def _signed_form(request: Request) -> dict[str, str]:
+async def signed_twilio_form(request: Request) -> dict[str, str]:
     """The POST fields, once the signature over the URL we gave Twilio and them is checked."""
     settings = request.app.state.settings
     token = settings.twilio_auth_token.get_secret_value()
@@ -72,7 +74,7 @@ def _twiml(document: str) -> Response:
 async def call_twiml(token: Token, request: Request) -> Response:
     """What the call says: the script inside a speech gather, or, when answering-machine
     detection heard a machine finish its greeting, the script as a voicemail."""
-    form = await _signed_form(request)
+    form = await signed_twilio_form(request)
     tenant_id, message_id = await _message(request, token)
     async with request.app.state.db.session(tenant_id) as session:
         message = await session.get(Message, message_id)
@@ -143,14 +145,29 @@ async def _record(request: Request, token: str, form: Mapping[str, str]) -> Inte
 async def call_gather(token: Token, request: Request) -> Response:
     """What the callee said, classified (interested, not interested, remove me, call back
     later) and kept on the message."""
-    form = await _signed_form(request)
+    form = await signed_twilio_form(request)
     await _record(request, token, form)
     return _twiml(voicemail_twiml(GOODBYE))
 
 
 @voice_router.post(VOICE_PREFIX + "{token}/status")
 async def call_status(token: Token, request: Request) -> Response:
-    """Twilio's call status callback: status, duration, who answered, recording reference."""
-    form = await _signed_form(request)
+    """Twilio's call status callback: status, duration, who answered, recording reference;
+    the call's delivery state moves with it (ringing, answered, voicemail, busy …)."""
+    form = await signed_twilio_form(request)
     await _record(request, token, form)
+    try:
+        parsed = parse_twilio(form, received_at=utcnow())
+    except MalformedPayload:
+        parsed = None  # a recording callback: no call status, nothing to move
+    if parsed is not None and parsed.events:
+        tenant_id, message_id = await _message(request, token)
+        async with request.app.state.db.session(tenant_id) as session:
+            await telemetry.apply(
+                session,
+                tenant_id,
+                [(message_id, event) for event in parsed.events],
+                keys=keys_of(request),
+                now=utcnow(),
+            )
     return Response(status_code=204)

@@ -97,12 +97,16 @@ class RoutingRule:
     problems: tuple[str, ...] = field(init=False, repr=False, compare=False)
     key: tuple[int, str] = field(init=False, repr=False, compare=False)
     team_sid: str = field(init=False, repr=False, compare=False)
+    # Each condition's value as a trace shows it (a list of 17 countries is copied into the
+    # trace of every lead it fails for): made once, and only ever read.
+    shown_values: tuple[Any, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         found = check_conditions(self.when, ROUTING_FACTS, rule=0, rule_id=None)
         object.__setattr__(self, "problems", tuple(f"{p.field}: {p.reason}" for p in found))
         object.__setattr__(self, "key", (self.position, str(self.id)))
         object.__setattr__(self, "team_sid", str(self.team_id))
+        object.__setattr__(self, "shown_values", tuple(_plain(c.value) for c in self.when))
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,13 +325,17 @@ def decide(
     reps: Sequence[RepSpec],
     states: Mapping[UUID, RepState],
     now: datetime,
+    availability: Availability | None = None,
 ) -> Decision:
     """The rep for a lead with these facts at `now`, or why it waits in a queue.
 
     `facts` are the lead facts plus `score` (and optionally `territory`, `required_skills`).
-    Only `now` must be timezone-aware; arbitrary facts never make this raise."""
+    Only `now` must be timezone-aware; arbitrary facts never make this raise. A caller
+    deciding many leads at the same `now` passes one `Availability` for all of them."""
     if now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
+    if availability is None or availability.now != now:
+        availability = Availability(now)
     territory = _lead_territory(facts)
     lead_skills = _lead_skills(facts)
     trace: list[dict[str, Any]] = [
@@ -391,7 +399,7 @@ def decide(
         members = by_team.get(team.id, [])
         for rep in members:
             state = states.get(rep.id, RepState())
-            entry, kept = _consider(rep, team, state, lead_skills, territory, now)
+            entry, kept = _consider(rep, team, state, lead_skills, territory, availability)
             trace.append(entry)
             if kept:
                 eligible.append((rep, state))
@@ -441,7 +449,7 @@ def _first_matching_rule(
                 "condition": i,
                 "fact": condition.fact,
                 "op": condition.op.value,
-                "value": _plain(condition.value),
+                "value": rule.shown_values[i],
                 "actual": _plain(shown(facts.get(condition.fact))),
             }
             for i, condition in enumerate(rule.when)
@@ -465,23 +473,28 @@ def _holds(condition: Condition, facts: Mapping[str, Any]) -> bool:
         return False
 
 
-def _consider(
-    rep: RepSpec,
-    team: TeamSpec,
-    state: RepState,
-    lead_skills: list[str],
-    territory: str | None,
-    now: datetime,
-) -> tuple[dict[str, Any], bool]:
-    """The rep's trace entry and whether it may take the lead. Every reason is listed, not
-    just the first: a manager fixing one should not discover the next on the next lead."""
+class Availability:
+    """Whether each rep is at work at one instant — active, inside its hours, not on time
+    off — worked out once per rep: a chunk decides every lead at the same instant, and these
+    reasons do not depend on the lead."""
+
+    __slots__ = ("_reps", "now")
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._reps: dict[UUID, tuple[str | None, tuple[dict[str, str], ...]]] = {}
+
+    def of(self, rep: RepSpec) -> tuple[str | None, tuple[dict[str, str], ...]]:
+        """The rep's local time as text (None without working hours) and why it is away."""
+        found = self._reps.get(rep.id)
+        if found is None:
+            found = self._reps[rep.id] = _away(rep, self.now)
+        return found
+
+
+def _away(rep: RepSpec, now: datetime) -> tuple[str | None, tuple[dict[str, str], ...]]:
     reasons: list[dict[str, str]] = []
-    entry: dict[str, Any] = {
-        "step": "rep",
-        "team_id": team.sid,
-        "rep_id": rep.sid,
-        "rep": rep.name,
-    }
+    local_text: str | None = None
     if not rep.active:
         reasons.append(_why("inactive", "inactive"))
     if rep.working_hours is not None:
@@ -489,7 +502,7 @@ def _consider(
         if found is None:
             reasons.append(_why("unknown_timezone", f"unknown time zone {rep.timezone!r}"))
         else:
-            local, entry["local_time"] = found
+            local, local_text = found
             if not rep.working_hours.covers(local):
                 hours = rep.working_hours.intervals(local.weekday())
                 day = DAY_NAMES[local.weekday()]
@@ -504,6 +517,30 @@ def _consider(
     until = _time_off_until(rep.time_off, now)
     if until is not None:
         reasons.append(_why("time_off", f"on time off until {until.isoformat()}"))
+    return local_text, tuple(reasons)
+
+
+def _consider(
+    rep: RepSpec,
+    team: TeamSpec,
+    state: RepState,
+    lead_skills: list[str],
+    territory: str | None,
+    availability: Availability,
+) -> tuple[dict[str, Any], bool]:
+    """The rep's trace entry and whether it may take the lead. Every reason is listed, not
+    just the first: a manager fixing one should not discover the next on the next lead."""
+    entry: dict[str, Any] = {
+        "step": "rep",
+        "team_id": team.sid,
+        "rep_id": rep.sid,
+        "rep": rep.name,
+    }
+    local_text, away = availability.of(rep)
+    if local_text is not None:
+        entry["local_time"] = local_text
+    # Copies: a trace is JSON of its own, never sharing a dict another trace might change.
+    reasons = [dict(reason) for reason in away]
     if state.open_leads >= rep.capacity:
         reasons.append(
             _why("at_capacity", f"at capacity: {state.open_leads}/{rep.capacity} open leads")
@@ -614,7 +651,6 @@ def _finish(
 # --- helpers ------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=512)
 @lru_cache(maxsize=1024)
 def _local_time(now: datetime, timezone: str) -> tuple[datetime, str] | None:
     """The instant in a zone, and as text: a chunk decides every lead at the same instant,

@@ -219,6 +219,7 @@ async def route_leads(
     reps = [r for r in setup.reps if r.id not in set(exclude_reps)]
     states, team_seq = dict(setup.states), dict(setup.team_seq)
     decisions: list[tuple[uuid.UUID, engine.Decision]] = []
+    availability = engine.Availability(now)
     for lead_id in todo:
         if lead_id not in facts:
             continue  # merged or gone since the job was queued
@@ -229,6 +230,7 @@ async def route_leads(
             reps=reps,
             states=states,
             now=now,
+            availability=availability,
         )
         if decision.rep_id is not None and decision.lead_team_id is not None:
             # The engine's cursor, advanced here so the next lead of the chunk sees it.

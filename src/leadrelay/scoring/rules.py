@@ -16,11 +16,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import re2
-from pydantic import PrivateAttr
 
 from leadrelay.core.schemas import Input
 
@@ -119,16 +118,17 @@ class Condition(Input):
     fact: str
     op: Operator
     value: Any = None
-    _texts: frozenset[str] | None = PrivateAttr(default=None)
 
+    # A cached property, not a private attribute: pydantic serves private attributes through
+    # `__getattr__`, which cost more than the look-up itself on every evaluation.
+    @cached_property
     def texts(self) -> frozenset[str] | None:
         """For in / not_in over text only: the case-folded values, built once (a rule is
         evaluated against every lead), so membership is one set look-up."""
-        if self._texts is None:
-            value = self.value
-            if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-                self._texts = frozenset(v.casefold() for v in value)
-        return self._texts
+        value = self.value
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return frozenset(v.casefold() for v in value)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +288,7 @@ def evaluate(condition: Condition, facts: Mapping[str, Any]) -> bool:
     if op is Operator.NOT_EQUALS:
         return not _same(actual, expected)
     if op in (Operator.IN, Operator.NOT_IN) and isinstance(actual, str) and actual:
-        texts = condition.texts()
+        texts = condition.texts
         if texts is not None:
             return (actual.casefold() in texts) is (op is Operator.IN)
     if op is Operator.NOT_IN:

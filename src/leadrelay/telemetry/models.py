@@ -1,0 +1,62 @@
+"""What providers told us about each message: delivery events, and those not yet matched."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from leadrelay.core.db import Base
+from leadrelay.core.models import CreatedAt, TenantOwned, UUIDPk
+
+
+class DeliveryEventRow(TenantOwned, Base):
+    """One provider event about one of our messages, kept whether or not it moved the
+    message's state (`applied`): a late `delivered` after `read` is history, not a change."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "provider", "provider_event_id"),
+        Index("ix_delivery_events_tenant_id_message_id", "tenant_id", "message_id"),
+    )
+
+    id: Mapped[UUIDPk]
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="CASCADE")
+    )
+    provider: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(20))
+    provider_event_id: Mapped[str] = mapped_column(String(300))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    bounce: Mapped[str | None] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    applied: Mapped[bool] = mapped_column(Boolean)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class UnmatchedDeliveryEvent(Base):
+    """An event for a message we cannot place yet — its provider id is recorded only once
+    the provider's answer to the send has been committed, and a fast webhook can overtake
+    it. No tenant is known, so this is deployment data: kept until the message turns up
+    (`finish_delivery` looks here) or the retention sweep drops it."""
+
+    __tablename__ = "unmatched_delivery_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id"),
+        Index("ix_unmatched_delivery_events_provider_message_id", "provider_message_id"),
+    )
+
+    id: Mapped[UUIDPk]
+    provider: Mapped[str] = mapped_column(String(20))
+    provider_event_id: Mapped[str] = mapped_column(String(300))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    our_message_id: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    event: Mapped[dict[str, Any]] = mapped_column(JSONB)  # the normalized event, to replay
+    received_at: Mapped[CreatedAt]
