@@ -198,6 +198,14 @@ class TestInboundMessages:
             "duplicates": 0,
             "ignored": 2,
             "ignored_fields": {"statuses": 1, "message_template_status_update": 1},
+            # Not a lead; handed to telemetry, which knows no message of ours by that id.
+            "delivery_events": {
+                "stored": 0,
+                "duplicates": 0,
+                "unmatched": 1,
+                "moved": 0,
+                "suppressed": 0,
+            },
         }
         assert await messages_of(db, tenant) == []
         assert jobs_for(urls, TASK, source_id=source_id) == []

@@ -24,9 +24,9 @@ from leadrelay.identity.permissions import MATRIX, Permission
 from leadrelay.inbound.api import router as inbound_router
 from leadrelay.ops.api import router as ops_router
 from leadrelay.outreach.api import router as outreach_router
-from leadrelay.telemetry.api import router as telemetry_router
 from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import router as scoring_router
+from leadrelay.telemetry.api import router as telemetry_router
 from leadrelay.webhooks.api import router as webhooks_router
 from leadrelay.webhooks.models import WebhookEndpoint
 from tests.factories import PASSWORD, TenantCtx, TenantFactory

@@ -32,6 +32,9 @@ from leadrelay.identity.models import Role
 from leadrelay.outreach.models import Message, MessageStatus
 from leadrelay.telemetry import service
 from leadrelay.telemetry.models import DeliveryEventRow
+from tests.capture.test_meta import fixture as whatsapp_fixture
+from tests.capture.test_whatsapp import post as post_whatsapp
+from tests.capture.test_whatsapp import whatsapp_source
 from tests.factories import TenantCtx, TenantFactory
 from tests.identity.test_api import assert_problem
 from tests.outreach.test_send import approved_draft, send, setup
@@ -479,3 +482,28 @@ async def test_one_tenants_events_never_touch_another(
     async with db.session(theirs.id) as session:
         seen = await session.scalar(text("SELECT count(*) FROM delivery_events"))
     assert seen == 0  # row-level security: the other tenant's events are not even visible
+
+
+async def test_a_whatsapp_source_reports_on_its_own_tenants_messages_only(
+    client: httpx.AsyncClient, db: Database, tenants: TenantFactory
+) -> None:
+    """WhatsApp Cloud statuses come through a tenant's own signed source endpoint: they are
+    placed among that tenant's messages, never another's, even with a matching id."""
+    ours, theirs = await tenants.create(), await tenants.create()
+    await setup(client, ours)
+    await setup(client, theirs)
+    payload = whatsapp_fixture("whatsapp_status_delivered.json")
+    wamid = payload["entry"][0]["changes"][0]["value"]["statuses"][0]["id"]
+    mine = await a_message(client, db, ours, "a@acme.example", provider="whatsapp")
+    other = await a_message(client, db, theirs, "b@acme.example", provider="whatsapp")
+    for tenant, message_id in ((ours, mine), (theirs, other)):
+        async with db.session(tenant.id) as session:
+            await session.execute(
+                update(Message).where(Message.id == message_id).values(provider_message_id=wamid)
+            )
+    source_id = await whatsapp_source(client, ours, "WhatsApp Cloud")
+    response = await post_whatsapp(client, source_id, json.dumps(payload).encode())
+    assert response.status_code == 200, response.text
+    assert response.json()["delivery_events"]["moved"] == 1
+    assert (await message_row(db, ours, mine)).delivery_status == "delivered"
+    assert (await message_row(db, theirs, other)).delivery_status is None

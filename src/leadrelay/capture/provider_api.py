@@ -18,6 +18,9 @@ from leadrelay.core.clock import utcnow
 from leadrelay.core.errors import PROBLEM_JSON
 from leadrelay.core.schemas import Input
 from leadrelay.identity.deps import CanManageSources, SessionDep
+from leadrelay.outreach.api import keys_of
+from leadrelay.telemetry import service as telemetry
+from leadrelay.telemetry.events import DeliveryEvent, MalformedPayload, parse_whatsapp
 
 router = APIRouter(tags=["provider webhooks"])
 
@@ -56,6 +59,11 @@ class DeliveryOut(BaseModel):
     duplicates: int = Field(description="Replays of ids already accepted")
     ignored: int = Field(description="Changes this endpoint does not take (see ignored_fields)")
     ignored_fields: dict[str, int]
+    delivery_events: dict[str, int] | None = Field(
+        default=None,
+        description="WhatsApp: statuses of our own messages, as telemetry took them "
+        "(stored, duplicates, unmatched, moved, suppressed)",
+    )
 
 
 @router.put(
@@ -144,6 +152,7 @@ async def _receive(
         return JSONResponse(
             refused.problem(request.url.path), refused.status, media_type=PROBLEM_JSON
         )
+    delivery_events: dict[str, int] | None = None
     if provider == Provider.META_LEAD_ADS:
         notification = meta.load_notification(body, expected_object=meta.PAGE_OBJECT)
         leadgens, ignored = meta.parse_leadgen_changes(notification)
@@ -152,13 +161,29 @@ async def _receive(
         notification = meta.load_notification(body, expected_object=whatsapp.WHATSAPP_OBJECT)
         messages, ignored = whatsapp.parse_messages(notification)
         result = await whatsapp.accept_messages(session, source, messages, ignored, now=now)
+        statuses = _statuses(body)
+        if statuses:  # delivery reports of our messages, for telemetry, in this tenant only
+            receipt = await telemetry.receive_for_tenant(
+                session, source.tenant_id, statuses, keys=keys_of(request), now=now
+            )
+            delivery_events = receipt.as_json()
     out: dict[str, Any] = DeliveryOut(
         accepted=result.accepted,
         duplicates=result.duplicates,
         ignored=sum(result.ignored.values()),
         ignored_fields=result.ignored,
-    ).model_dump()
+        delivery_events=delivery_events,
+    ).model_dump(exclude_none=True)
     return JSONResponse(out)
+
+
+def _statuses(body: bytes) -> tuple[DeliveryEvent, ...]:
+    try:
+        return parse_whatsapp(body).events
+    except MalformedPayload:
+        # A status this parser cannot read is still counted as ignored by the capture
+        # side above; the message webhook itself was valid.
+        return ()
 
 
 _RECEIVE_RESPONSES: dict[int | str, dict[str, Any]] = {

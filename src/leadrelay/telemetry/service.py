@@ -179,6 +179,45 @@ async def receive(
     return receipt
 
 
+_FIND_IN_TENANT = (
+    "SELECT id, provider_message_id FROM messages "
+    "WHERE id = ANY(%s::uuid[]) OR provider_message_id = ANY(%s::text[])"
+)
+
+
+async def receive_for_tenant(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    events: Sequence[DeliveryEvent],
+    *,
+    keys: str,
+    now: datetime,
+) -> Receipt:
+    """Events that came through one tenant's own signed endpoint (a WhatsApp Cloud source):
+    placed among that tenant's messages only, so that a tenant's endpoint can never touch
+    another tenant's. One that matches none is counted, not kept: nothing but this tenant
+    could claim it, and we send no WhatsApp message that would."""
+    if not events:
+        return Receipt()
+    our_ids = sorted({u for e in events if (u := _uuid(e.our_message_id)) is not None})
+    provider_ids = sorted({e.provider_message_id for e in events if e.provider_message_id})
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await cursor.execute(_FIND_IN_TENANT, (our_ids, provider_ids))
+        found = await cursor.fetchall()
+    ids = {row[0] for row in found}
+    by_provider_id = {row[1]: row[0] for row in found if row[1]}
+    items: list[tuple[uuid.UUID, DeliveryEvent]] = []
+    for event in events:
+        message_id = _uuid(event.our_message_id)
+        if message_id is None or message_id not in ids:
+            message_id = by_provider_id.get(event.provider_message_id or "")
+        if message_id is not None:
+            items.append((message_id, event))
+    receipt = await apply(session, tenant_id, items, keys=keys, now=now)
+    return receipt + Receipt(unmatched=len(events) - len(items))
+
+
 async def _keep_unmatched(
     session: AsyncSession, events: Sequence[DeliveryEvent], *, now: datetime
 ) -> Receipt:
