@@ -141,6 +141,7 @@ def serve() -> None:
         database_app_url=config["app_url"],
         data_dir=Path(config["data_dir"]),
         log_level="WARNING",
+        **config.get("settings", {}),
     )
     server = functools.partial(
         uvicorn.run,
@@ -179,7 +180,11 @@ class ServerProcess:
                 self.process.wait(timeout=5)
 
 
-def start_server(c: Cluster, *, profile: Path | None = None) -> ServerProcess:
+def start_server(
+    c: Cluster, *, profile: Path | None = None, settings: dict[str, str] | None = None
+) -> ServerProcess:
+    """The app under uvicorn in its own process; `settings` are extra Settings fields (a
+    webhook's signing key …)."""
     port = free_port()
     config = {
         "owner_url": c.urls.owner,
@@ -187,6 +192,7 @@ def start_server(c: Cluster, *, profile: Path | None = None) -> ServerProcess:
         "data_dir": str(c.settings().data_dir),
         "port": port,
         "profile": str(profile) if profile else "",
+        "settings": settings or {},
     }
     env = {**os.environ, SERVER_CONFIG_ENV: json.dumps(config)}
     process = subprocess.Popen(

@@ -41,6 +41,9 @@ from leadrelay.scoring.api import OUTCOMES_UPLOAD_LIMIT, OUTCOMES_UPLOAD_PATH
 from leadrelay.scoring.api import router as scoring_router
 from leadrelay.telemetry.api import TWILIO_STATUS_PATH
 from leadrelay.telemetry.api import router as telemetry_router
+from leadrelay.telemetry.inbound_api import BODY_LIMITS as REPLY_BODY_LIMITS
+from leadrelay.telemetry.inbound_api import RAW_BODY_PATHS as REPLY_PATHS
+from leadrelay.telemetry.inbound_api import router as replies_router
 from leadrelay.webhooks.api import router as webhooks_router
 
 # Routes that read their own raw body (signed inbound webhooks, file uploads).
@@ -52,6 +55,7 @@ RAW_BODY_PREFIXES: tuple[str, ...] = (
     UNSUBSCRIBE_PREFIX,  # mail providers POST a form body (RFC 8058)
     VOICE_PREFIX,  # Twilio posts form bodies, signed
     TWILIO_STATUS_PATH,  # Twilio's delivery reports: a signed form
+    *REPLY_PATHS,  # inbound replies: Twilio forms, e-mail as multipart
 )
 
 
@@ -114,6 +118,7 @@ def create_app(
     app.include_router(telemetry_router)
     app.include_router(unsubscribe_router)
     app.include_router(voice_router)
+    app.include_router(replies_router)
     from leadrelay.console import body_limits, mount_console
 
     mount_console(app)
@@ -129,6 +134,7 @@ def create_app(
             **body_limits(),
             OUTCOMES_UPLOAD_PATH: OUTCOMES_UPLOAD_LIMIT,
             DNC_UPLOAD_PATH: DNC_UPLOAD_LIMIT,
+            **REPLY_BODY_LIMITS,
         },
     )
     app.add_middleware(RequestContextMiddleware)

@@ -165,6 +165,33 @@ def worker(
     _run(lambda: run_worker(settings, urls, concurrency=concurrency, wait=not once))
 
 
+@app.command("inbound-smtp")
+def inbound_smtp(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 2525,
+) -> None:
+    """Receive replies by SMTP (behind the MTA for your reply domain) until stopped."""
+    from leadrelay.core.security import secret_keys
+    from leadrelay.telemetry.smtp_inbound import InboundSmtpHandler, serve
+
+    settings = _settings()
+    urls = _prepare(settings, migrate=False)
+
+    async def listen() -> None:
+        db = Database(urls)
+        handler = InboundSmtpHandler(db, settings, secret_keys(settings))
+        console.print(f"[green]receiving replies on {host}:{port}[/green]")
+        try:
+            await serve(handler, host=host, port=port)
+        finally:
+            await db.dispose()
+
+    try:
+        _run(listen)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,

@@ -27,6 +27,7 @@ from leadrelay.outreach.api import router as outreach_router
 from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import router as scoring_router
 from leadrelay.telemetry.api import router as telemetry_router
+from leadrelay.telemetry.inbound_api import router as replies_router
 from leadrelay.webhooks.api import router as webhooks_router
 from leadrelay.webhooks.models import WebhookEndpoint
 from tests.factories import PASSWORD, TenantCtx, TenantFactory
@@ -516,6 +517,10 @@ SIGNED_BY_SENDER = {
     ("POST", "/v1/telemetry/sendgrid/events"),
     ("POST", "/v1/telemetry/mailgun/events"),
     ("POST", "/v1/telemetry/twilio/status"),
+    # Inbound replies: Twilio and Mailgun signatures, SendGrid's HTTP Basic (test_inbound_api).
+    ("POST", "/v1/telemetry/twilio/inbound"),
+    ("POST", "/v1/telemetry/sendgrid/inbound"),
+    ("POST", "/v1/telemetry/mailgun/inbound"),
 }
 
 
@@ -543,6 +548,7 @@ class TestPermissionMatrix:
             drafting_router,
             outreach_router,
             telemetry_router,
+            replies_router,
         ):
             for route in router.routes:
                 assert isinstance(route, APIRoute)

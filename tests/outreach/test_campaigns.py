@@ -4,12 +4,16 @@ critical error halting the campaign, the daily schedule in the campaign's time z
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from leadrelay.capture.provider_models import LeadMessage, MessageChannel, MessageDirection
+from leadrelay.core.clock import utcnow
+from leadrelay.core.db import Database
 from leadrelay.core.jobs import JobRuntime
 from leadrelay.identity.models import Role
 from leadrelay.outreach.campaigns import _due, report_text
@@ -216,3 +220,60 @@ def test_the_report_reads_like_a_report() -> None:
     assert subject == "Spring: run report (3 queued)"
     assert "Blocked: suppression 1" in body
     assert "Stopped: opted out 1" in body
+
+
+async def test_a_step_after_a_reply_does_not_run(
+    client: httpx.AsyncClient, tenant: TenantCtx, db: Database
+) -> None:
+    """ "Call 3 days later if no reply": a lead that wrote back since joining leaves at the
+    next step; an auto-reply is not a reply."""
+    steps = [{"channel": "email"}, {"channel": "email", "delay_days": 0}]  # if no reply
+    replied, away = await seed(
+        client,
+        tenant,
+        [
+            {"email": "ada@engines.example", "full_name": "Ada Lovelace", "company": "AE"},
+            {"email": "grace@navy.example", "full_name": "Grace Hopper", "company": "Navy"},
+        ],
+        sender=True,
+    )
+    campaign_id = await campaign(client, tenant, steps=steps)
+    assert (await run(client, tenant, campaign_id))["drafted"] == 2
+    reviewer = await tenant.headers(Role.REVIEWER)
+    await client.post("/v1/approvals/bulk", json={"channel": "email"}, headers=reviewer)
+    assert (await run(client, tenant, campaign_id))["queued"] == 2  # the first step for both
+
+    async with db.session(tenant.id) as session:
+        for lead_id, classification in ((replied, "reply"), (away, "auto_reply")):
+            session.add(
+                LeadMessage(
+                    tenant_id=tenant.id,
+                    lead_id=uuid.UUID(lead_id),
+                    channel=MessageChannel.EMAIL,
+                    direction=MessageDirection.INBOUND,
+                    provider_message_id=f"<{uuid.uuid4()}@mail.example>",
+                    message_type="text",
+                    body="Thanks, let's talk",
+                    received_at=utcnow(),
+                    raw={},
+                    classification=classification,
+                )
+            )
+    second = await run(client, tenant, campaign_id)
+    assert second["stopped:replied"] == 1
+    assert second["drafted"] == 1  # the auto-reply did not count: its lead goes on
+    rep = await tenant.headers(Role.REP)
+    members = {
+        m["lead_id"]: m
+        for m in (await client.get(f"/v1/campaigns/{campaign_id}/members", headers=rep)).json()
+    }
+    assert members[replied]["state"] == "stopped"
+    assert members[away]["state"] == "active"
+
+    invalid = await client.post(
+        "/v1/campaigns",
+        json={"name": "Bad", "steps": [{"channel": "email", "if_no_reply": "maybe"}]},
+        headers=rep,
+    )
+    assert invalid.status_code == 422
+    assert [e["field"] for e in invalid.json()["errors"]] == ["steps.0.if_no_reply"]

@@ -19,6 +19,7 @@ from leadrelay.core.errors import LeadRelayError
 from leadrelay.core.jobs import PermanentJobError, job_app, retry_strategy, runtime
 from leadrelay.core.logging import get_logger
 from leadrelay.identity.service import get_tenant
+from leadrelay.telemetry import inbound
 from leadrelay.webhooks.service import is_private_target
 
 log = get_logger("leadrelay.capture.provider_jobs")
@@ -119,7 +120,8 @@ async def meta_fetch_lead(
 async def whatsapp_message(
     *, tenant_id: str, source_id: str, message_id: str, correlation_id: str | None = None
 ) -> None:
-    """Create or match the sender's lead and attach the stored message to it."""
+    """Create or match the sender's lead and attach the stored message to it, then read it
+    as a reply (telemetry.inbound: opt-out, HELP, a reply to our outreach…)."""
     rt = runtime()
     async with rt.db.session(uuid.UUID(tenant_id)) as session:
         message = await session.scalar(
@@ -136,5 +138,16 @@ async def whatsapp_message(
             policy=intake.CapturePolicy.from_settings(tenant.settings),
             now=utcnow(),
         )
+        if result.status != intake.RowStatus.REJECTED and result.lead_id is not None:
+            # Attached (attach_message set message.lead_id): a reply to our outreach, a STOP,
+            # HELP… is read and acted on now that the lead is known.
+            await inbound.handle_attached_message(
+                session,
+                tenant,
+                message,
+                sender=whatsapp.sender_row(message)["phone"] or "",
+                keys=inbound.worker_keys(),
+                now=utcnow(),
+            )
     if result.status == intake.RowStatus.REJECTED:
         raise _rejection(f"WhatsApp message {message_id}", result)

@@ -40,6 +40,7 @@ TASK_MODULES = [
     "leadrelay.routing.jobs",
     "leadrelay.approvals.jobs",
     "leadrelay.outreach.jobs",
+    "leadrelay.telemetry.inbound",
     "leadrelay.schedules",
 ]
 

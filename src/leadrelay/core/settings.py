@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     twilio_from_number: str = Field(default="", pattern=r"^(\+[1-9]\d{6,14})?$")
     twilio_whatsapp_from: str = Field(default="", pattern=r"^(\+[1-9]\d{6,14})?$")
     twilio_voice_from: str = Field(default="", pattern=r"^(\+[1-9]\d{6,14})?$")
+    # Replies and opt-outs (telemetry.inbound). Mailgun route forwards are signed with
+    # MAILGUN_WEBHOOK_SIGNING_KEY (below). SendGrid Inbound Parse signs nothing: its URL
+    # carries these HTTP Basic credentials (https://user:pass@host/...); empty, the endpoint
+    # refuses everything. HELP/INFO is answered with a tenant's `outreach.help_text`, else this.
+    sendgrid_inbound_username: str = Field(default="", max_length=200)
+    sendgrid_inbound_password: SecretStr = SecretStr("")
+    inbound_help_text: str = Field(
+        default="Reply STOP to unsubscribe, START to resubscribe.", min_length=1, max_length=1600
+    )
     # Delivery webhooks (telemetry): SendGrid's Event Webhook verification key (the ECDSA
     # public key its console shows) and Mailgun's HTTP webhook signing key. Twilio's status
     # callbacks are checked with TWILIO_AUTH_TOKEN. A webhook whose key is unset is refused.

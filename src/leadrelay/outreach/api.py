@@ -578,6 +578,10 @@ class StepIn(Input):
     cta: str = Field(default="book_call", max_length=40)
     template: str | None = Field(default=None, max_length=120)
     use_llm: bool = True
+    if_no_reply: bool = Field(
+        default=True,
+        description="run only if the lead has not replied since joining (later steps)",
+    )
 
 
 class CampaignIn(Input):

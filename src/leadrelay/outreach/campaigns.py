@@ -24,7 +24,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +32,7 @@ from leadrelay.approvals.models import DraftStatus
 from leadrelay.approvals.service import Policy, get_draft, tenant_policy
 from leadrelay.capture.models import LeadStatus
 from leadrelay.capture.normalize import normalize_email
+from leadrelay.capture.provider_models import LeadMessage, MessageDirection
 from leadrelay.capture.service import LeadFilter, list_leads
 from leadrelay.compliance.audit import append_events
 from leadrelay.core.errors import Conflict, LeadRelayError, NotFound, ValidationFailed
@@ -114,6 +115,8 @@ def check_definition(
             errors.append({"field": f"{where}.length", "reason": "short, medium or long"})
         if step.get("cta", "book_call") not in CTA_TEXTS:
             errors.append({"field": f"{where}.cta", "reason": "one of " + ", ".join(CTA_TEXTS)})
+        if not isinstance(step.get("if_no_reply", True), bool):
+            errors.append({"field": f"{where}.if_no_reply", "reason": "true or false"})
         delay = step.get("delay_days", 0)
         if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay <= 365:
             errors.append({"field": f"{where}.delay_days", "reason": "0 to 365 days"})
@@ -292,6 +295,24 @@ def _advance(campaign: Campaign, member: CampaignMember, now: datetime) -> None:
     member.due_at = now + timedelta(days=delay)
 
 
+async def _replied(session: AsyncSession, member: CampaignMember) -> bool:
+    """Whether the lead wrote back (a real reply: not an auto-reply) since joining."""
+    found = await session.scalar(
+        select(LeadMessage.id)
+        .where(
+            LeadMessage.lead_id == member.lead_id,
+            LeadMessage.direction == MessageDirection.INBOUND,
+            LeadMessage.received_at >= member.joined_at,
+            or_(
+                LeadMessage.classification.is_(None),
+                LeadMessage.classification.notin_(("auto_reply", "help", "opt_in")),
+            ),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 async def _work(
     session: AsyncSession,
     actor: Principal,
@@ -306,6 +327,12 @@ async def _work(
     now: datetime,
 ) -> None:
     step = campaign.steps[member.step]
+    # Every step after the first runs only if the lead has not answered since it joined
+    # ("call 3 days later if no reply"), unless the step says `"if_no_reply": false`. A reply
+    # normally stops the member as it arrives; this holds even when the two cross.
+    if member.step > 0 and step.get("if_no_reply", True) and await _replied(session, member):
+        _stop(member, "replied", report)
+        return
     if member.draft_id is None:
         request = drafting.DraftRequest(
             lead_id=member.lead_id,

@@ -21,7 +21,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadrelay.core.db import Database, raw_connection
+from leadrelay.core.db import Database, raw_connection, set_tenant
 from leadrelay.identity.models import Role
 from leadrelay.identity.service import Principal
 from leadrelay.outreach import campaigns, suppression
@@ -148,8 +148,7 @@ def event_from_json(data: Mapping[str, Any]) -> DeliveryEvent:
 async def receive(
     db: Database, events: Sequence[DeliveryEvent], *, keys: str, now: datetime
 ) -> Receipt:
-    """Place, store and apply a webhook's events: one short transaction to place them, then
-    one per tenant they belong to."""
+    """Place, store and apply a webhook's events, in one transaction."""
     if not events:
         return Receipt()
     our_ids = sorted({u for e in events if (u := _uuid(e.our_message_id)) is not None})
@@ -173,8 +172,10 @@ async def receive(
             else:
                 waiting.append(event)
         receipt = await _keep_unmatched(session, waiting, now=now)
-    for tenant_id, items in placed.items():
-        async with db.session(tenant_id) as session:
+        # The same transaction, bound to each tenant in turn: one commit per webhook (a
+        # provider retries the whole body if anything fails, and every step is idempotent).
+        for tenant_id, items in placed.items():
+            await set_tenant(session, tenant_id)
             receipt += await apply(session, tenant_id, items, keys=keys, now=now)
     return receipt
 
