@@ -44,6 +44,7 @@ from leadrelay.telemetry.api import router as telemetry_router
 from leadrelay.telemetry.inbound_api import BODY_LIMITS as REPLY_BODY_LIMITS
 from leadrelay.telemetry.inbound_api import RAW_BODY_PATHS as REPLY_PATHS
 from leadrelay.telemetry.inbound_api import router as replies_router
+from leadrelay.telemetry.reports_api import router as reports_router
 from leadrelay.webhooks.api import router as webhooks_router
 
 # Routes that read their own raw body (signed inbound webhooks, file uploads).
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(telemetry_router)
     app.include_router(unsubscribe_router)
     app.include_router(voice_router)
+    app.include_router(reports_router)
     app.include_router(replies_router)
     from leadrelay.console import body_limits, mount_console
 

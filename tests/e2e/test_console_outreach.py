@@ -9,6 +9,7 @@ report; and a reviewer who reads all of it and is refused every change."""
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,14 +17,17 @@ import httpx
 import pytest
 from playwright.async_api import Dialog, Page, expect
 
+from leadrelay.capture.provider_models import LeadMessage, MessageChannel, MessageDirection
 from leadrelay.console import outreach as outreach_console
 from leadrelay.console import suppressions as suppressions_console
+from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
 from leadrelay.core.jobs import JobRuntime
 from leadrelay.core.settings import Settings
 from leadrelay.identity.models import Role
 from leadrelay.identity.service import get_tenant
 from leadrelay.outreach import service
+from leadrelay.outreach.models import Message
 from tests.e2e.conftest import Screenshot
 from tests.e2e.test_console import open_from_nav, sign_in
 from tests.e2e.test_console_scoring_routing import csrf_token
@@ -271,6 +275,48 @@ class TestOutreach:
 
 
 class TestSuppressions:
+    async def test_the_lead_page_shows_the_conversation_both_ways(
+        self, page: Page, workspace: Workspace, screenshot: Screenshot
+    ) -> None:
+        """What we sent (with what providers reported) and what the lead answered (with how
+        it was read), newest first, on the lead's own page."""
+        async with workspace.db.session(workspace.tenant.id) as session:
+            message = await session.get(Message, uuid.UUID(workspace.sent_id))
+            assert message is not None
+            lead_id = message.lead_id
+            message.delivery_status = "opened"
+            session.add(
+                LeadMessage(
+                    tenant_id=workspace.tenant.id,
+                    lead_id=lead_id,
+                    message_id=message.id,
+                    channel=MessageChannel.EMAIL,
+                    direction=MessageDirection.INBOUND,
+                    provider_message_id=f"<{uuid.uuid4()}@northwind.example>",
+                    message_type="text",
+                    body="Thanks Sam, Thursday at 3 works for me.",
+                    received_at=utcnow(),
+                    raw={},
+                    classification="reply",
+                )
+            )
+        await sign_in(page, await workspace.tenant.user(Role.ADMIN))
+        await page.goto(f"/console/leads/{lead_id}")
+        card = page.get_by_test_id("lead-conversation")
+        items = card.get_by_test_id("conversation-item")
+        await expect(items).to_have_count(2)
+        await expect(items.first).to_have_attribute("data-direction", "inbound")
+        await expect(items.first).to_contain_text("Thursday at 3")
+        await expect(items.first.get_by_test_id("conversation-status")).to_have_text("reply")
+        await expect(items.nth(1)).to_have_attribute("data-direction", "outbound")
+        await expect(items.nth(1).get_by_test_id("conversation-status")).to_have_text("opened")
+        await expect(items.nth(1)).to_contain_text("dry run")
+        await items.nth(1).get_by_role("link").click()
+        await expect(page).to_have_url(
+            re.compile(rf"/console/outreach/messages/{workspace.sent_id}$")
+        )
+        await shoot(page, screenshot, "lead-conversation")
+
     async def test_add_check_lift_and_import_a_dnc_file(
         self, page: Page, workspace: Workspace, screenshot: Screenshot
     ) -> None:

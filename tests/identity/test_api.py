@@ -28,6 +28,7 @@ from leadrelay.routing.api import router as routing_router
 from leadrelay.scoring.api import router as scoring_router
 from leadrelay.telemetry.api import router as telemetry_router
 from leadrelay.telemetry.inbound_api import router as replies_router
+from leadrelay.telemetry.reports_api import router as reports_router
 from leadrelay.webhooks.api import router as webhooks_router
 from leadrelay.webhooks.models import WebhookEndpoint
 from tests.factories import PASSWORD, TenantCtx, TenantFactory
@@ -503,6 +504,7 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("POST", "/v1/campaigns/{id}/stop", P.OUTREACH_SEND),
     ("POST", "/v1/campaigns/{id}/run", P.OUTREACH_SEND),
     ("GET", "/v1/campaigns/{id}/members", P.OUTREACH_READ),
+    ("GET", "/v1/reports/funnel", P.OUTREACH_READ),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
 # Authenticated by the sender's signature, not by an API key (tests/inbound, tests/capture).
@@ -548,6 +550,7 @@ class TestPermissionMatrix:
             drafting_router,
             outreach_router,
             telemetry_router,
+            reports_router,
             replies_router,
         ):
             for route in router.routes:

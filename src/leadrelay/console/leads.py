@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadrelay.capture import dedup, service, sources
 from leadrelay.capture.dedup_models import LeadMerge
 from leadrelay.capture.models import Lead, LeadImport, LeadStatus
+from leadrelay.capture.provider_models import LeadMessage
 from leadrelay.compliance import audit
 from leadrelay.console import drafting
 from leadrelay.console.auth import Console, ViewLeads, WriteLeads
@@ -29,6 +31,7 @@ from leadrelay.console.routing import QUEUE_REASONS, time_left
 from leadrelay.core.clock import utcnow
 from leadrelay.identity import service as identity
 from leadrelay.identity.permissions import Permission
+from leadrelay.outreach.models import Message
 from leadrelay.routing import service as routing
 from leadrelay.routing.models import Assignment, AssignmentStatus, Rep, Team
 from leadrelay.scoring import service as scoring
@@ -38,6 +41,7 @@ router = APIRouter(prefix="/console/leads")
 
 PAGE_SIZE = 50
 TIMELINE_EVENTS = 20
+CONVERSATION_ITEMS = 30  # each way: the newest messages we sent and the newest we received
 # Flags the normalizers and verifiers set; the filter offers these (any other can be typed in
 # the URL).
 KNOWN_FLAGS = (
@@ -324,11 +328,67 @@ async def _detail_context(console: Console, lead_id: uuid.UUID) -> dict[str, Any
         "show_scores": console.can(Permission.SCORING_READ),
         "show_owners": console.can(Permission.ROUTING_READ),
     }
+    if console.can(Permission.OUTREACH_READ):
+        context["conversation"] = await _conversation(session, lead.id)
     if context["show_scores"]:
         context.update(await _score_context(session, lead.id))
     if context["show_owners"]:
         context.update(await _routing_context(session, lead.id))
     return context
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationItem:
+    """One message of the lead's conversation, either way, as the card shows it."""
+
+    at: datetime
+    direction: str  # outbound | inbound
+    channel: str
+    text: str
+    status: str  # outbound: the furthest delivery state, else the send status; inbound: intent
+    message_id: uuid.UUID | None  # outbound: the message page to open
+    dry_run: bool = False
+
+
+async def _conversation(session: AsyncSession, lead_id: uuid.UUID) -> list[ConversationItem]:
+    """What we sent the lead (with what providers reported) and what they answered (with how
+    it was read: reply, opt-out, auto-reply …), newest first."""
+    sent = await session.scalars(
+        select(Message)
+        .where(Message.lead_id == lead_id)
+        .order_by(Message.created_at.desc())
+        .limit(CONVERSATION_ITEMS)
+    )
+    received = await session.scalars(
+        select(LeadMessage)
+        .where(LeadMessage.lead_id == lead_id)
+        .order_by(LeadMessage.received_at.desc())
+        .limit(CONVERSATION_ITEMS)
+    )
+    items = [
+        ConversationItem(
+            at=message.sent_at or message.created_at,
+            direction="outbound",
+            channel=message.channel,
+            text=message.subject or message.body,
+            status=message.delivery_status or str(message.status),
+            message_id=message.id,
+            dry_run=message.dry_run,
+        )
+        for message in sent
+    ]
+    items += [
+        ConversationItem(
+            at=reply.received_at,
+            direction="inbound",
+            channel=str(reply.channel),
+            text=reply.body,
+            status=reply.classification or "received",
+            message_id=None,
+        )
+        for reply in received
+    ]
+    return sorted(items, key=lambda item: item.at, reverse=True)
 
 
 async def _score_context(session: AsyncSession, lead_id: uuid.UUID) -> dict[str, Any]:

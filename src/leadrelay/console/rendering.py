@@ -51,6 +51,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Templates", "/console/templates", Permission.DRAFTS_READ, "message"),
     NavItem("Outreach", "/console/outreach", Permission.OUTREACH_READ, "send"),
     NavItem("Campaigns", "/console/campaigns", Permission.OUTREACH_READ, "megaphone"),
+    NavItem("Funnel", "/console/funnel", Permission.OUTREACH_READ, "filter"),
     NavItem("Suppressions", "/console/suppressions", Permission.OUTREACH_READ, "ban"),
     NavItem("Users", "/console/users", Permission.USERS_READ, "users"),
     NavItem("API keys", "/console/api-keys", Permission.API_KEYS_MANAGE, "key"),

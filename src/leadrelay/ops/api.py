@@ -87,5 +87,8 @@ async def health(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    from leadrelay.telemetry.metrics import refresh_metrics
+
+    await refresh_metrics(request.app.state.db)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
