@@ -3,12 +3,22 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, String, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadrelay.core.db import Base
-from leadrelay.core.models import TenantOwned
+from leadrelay.core.models import CreatedAt, TenantOwned, UUIDPk
 
 
 class AuditEvent(TenantOwned, Base):
@@ -48,3 +58,27 @@ class AuditHead(Base):
     # Retention may cut a prefix of the chain; the checkpoint is where verification starts.
     checkpoint_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     checkpoint_hash: Mapped[str] = mapped_column(String(64))
+
+
+class DsarRequest(TenantOwned, Base):
+    """A data-subject request (access/export or erasure), from intake to its answer.
+
+    `subject` is the e-mail, phone (E.164) or lead id the person gave; erasure replaces it
+    with its keyed hash (`subject_hash`, kept) once done, so the request itself holds nothing
+    identifying afterwards. `result` is what was found or purged, counts per table."""
+
+    __tablename__ = "dsar_requests"
+    __table_args__ = (Index("ix_dsar_requests_tenant_id_status", "tenant_id", "status"),)
+
+    id: Mapped[UUIDPk]
+    kind: Mapped[str] = mapped_column(String(20))  # export | erasure
+    status: Mapped[str] = mapped_column(String(20))  # open | completed | rejected | failed
+    subject_kind: Mapped[str] = mapped_column(String(10))  # email | phone | lead
+    subject: Mapped[str | None] = mapped_column(Text)
+    subject_hash: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[CreatedAt]
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the legal deadline
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    note: Mapped[str | None] = mapped_column(Text)

@@ -73,6 +73,7 @@ TENANT_TABLES: tuple[str, ...] = (
     "approvals",
     "messages",
     "delivery_events",
+    "dsar_requests",
     "suppressions",
     "dnc_entries",
     "consents",
