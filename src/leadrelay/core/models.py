@@ -74,6 +74,7 @@ TENANT_TABLES: tuple[str, ...] = (
     "messages",
     "delivery_events",
     "dsar_requests",
+    "lead_funnel",
     "suppressions",
     "dnc_entries",
     "consents",

@@ -24,8 +24,11 @@ took those leads (0 when the later stage came first).
 By campaign, a lead in two campaigns counts in both (the total counts it once); leads in none
 form the group without a key. By rep, the key is the rep of the current assignment.
 
-One statement, set-based; the caller's session is bound to the tenant, so row-level security
-keeps every other tenant's rows out even of the sub-selects.
+The figures come from `lead_funnel`, one row per lead holding when it first reached each
+stage, kept by triggers on the stage tables (migration 0019): the report aggregates one
+narrow row per lead in one statement instead of grouping every table by lead (3.3 s → tens
+of ms at 1M messages). The caller's session is bound to the tenant, so row-level security
+keeps every other tenant's rows out.
 """
 
 from __future__ import annotations
@@ -142,25 +145,11 @@ class FunnelReport:
 
 # --- the statement -----------------------------------------------------------------------------
 
-# `verification` is JSON written by capture.verification; a value it did not write must not
-# break the report, hence the guarded casts.
-_VERIFIED_AT = """
-    CASE WHEN c.verification @> '{"email": {"verified": true}}'
-           OR c.verification @> '{"phone": {"verified": true}}'
-         THEN coalesce(least(
-             CASE WHEN c.verification @> '{"email": {"verified": true}}'
-                   AND c.verification->'email'->>'checked_at' ~ '^\\d{4}-\\d\\d-\\d\\dT'
-                  THEN (c.verification->'email'->>'checked_at')::timestamptz END,
-             CASE WHEN c.verification @> '{"phone": {"verified": true}}'
-                   AND c.verification->'phone'->>'checked_at' ~ '^\\d{4}-\\d\\d-\\d\\dT'
-                  THEN (c.verification->'phone'->>'checked_at')::timestamptz END
-         ), c.created_at)
-    END"""
-
-_DRY_RUN_PREDICATE = {
-    DryRun.INCLUDE: "",
-    DryRun.EXCLUDE: "AND NOT m.dry_run",
-    DryRun.ONLY: "AND m.dry_run",
+# Sent, delivered and replied are kept for live and dry-run messages apart (lead_funnel).
+_DRY_RUN_COLUMN = {
+    DryRun.INCLUDE: "least(f.{stage}_live_at, f.{stage}_dry_at)",
+    DryRun.EXCLUDE: "f.{stage}_live_at",
+    DryRun.ONLY: "f.{stage}_dry_at",
 }
 
 _GROUP_KEY = {
@@ -192,11 +181,11 @@ def _aggregates(*, steps: bool = True) -> str:
             continue
         both = f"p.{previous}_at IS NOT NULL AND p.{stage}_at IS NOT NULL"
         columns.append(f"count(*) FILTER (WHERE {both}) AS c_{stage}")
-        # greatest() skips NULLs: the CASE keeps a missing end out of the percentiles.
+        # FILTER, not a CASE yielding NULL: only the leads that made the step are sorted.
         columns.append(
-            f"percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY CASE WHEN {both} "
-            f"THEN greatest(0, date_part('epoch', p.{stage}_at - p.{previous}_at)) / 3600 "
-            f"END) AS h_{stage}"
+            "percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY "
+            f"greatest(0, date_part('epoch', p.{stage}_at - p.{previous}_at)) / 3600) "
+            f"FILTER (WHERE {both}) AS h_{stage}"
         )
     return ",\n           ".join(columns)
 
@@ -211,29 +200,26 @@ def funnel_statement(filters: FunnelFilters) -> tuple[str, dict[str, Any]]:
     Rows: one `total`, then one per `group`, then one per `series` period (its start, UTC,
     as the key)."""
     params: dict[str, Any] = {}
-    cohort: list[str] = ["l.status <> 'merged'"]
+    cohort: list[str] = ["NOT f.merged"]
     if filters.since is not None:
-        cohort.append("l.created_at >= :since")
+        cohort.append("f.created_at >= :since")
         params["since"] = filters.since
     if filters.until is not None:
-        cohort.append("l.created_at < :until")
+        cohort.append("f.created_at < :until")
         params["until"] = filters.until
     if filters.source_id is not None:
-        cohort.append("l.source_id = :source_id")
+        cohort.append("f.source_id = :source_id")
         params["source_id"] = filters.source_id
     if filters.campaign_id is not None:
         cohort.append(
-            "EXISTS (SELECT 1 FROM campaign_members f "
-            "WHERE f.lead_id = l.id AND f.campaign_id = :campaign_id)"
+            "EXISTS (SELECT 1 FROM campaign_members k "
+            "WHERE k.lead_id = f.lead_id AND k.campaign_id = :campaign_id)"
         )
         params["campaign_id"] = filters.campaign_id
     if filters.rep_id is not None:
-        cohort.append(
-            "EXISTS (SELECT 1 FROM lead_assignments f WHERE f.lead_id = l.id "
-            "AND f.status = 'assigned' AND f.rep_id = :rep_id)"
-        )
+        cohort.append("f.rep_id = :rep_id")  # the current assignee
         params["rep_id"] = filters.rep_id
-    dry_run = _DRY_RUN_PREDICATE[filters.dry_run]
+    dry_run = _DRY_RUN_COLUMN[filters.dry_run]
 
     columns = ", ".join(_COLUMN_NAMES)
     parts = [
@@ -287,69 +273,25 @@ def funnel_statement(filters: FunnelFilters) -> tuple[str, dict[str, Any]]:
     # Only the fixed fragments above are composed into the text; every value is a bind.
     sql = _TEMPLATE.format(
         cohort=" AND ".join(cohort),
-        dry_run=dry_run,
-        verified_at=_VERIFIED_AT,
+        sent_at=dry_run.format(stage="sent"),
+        delivered_at=dry_run.format(stage="delivered"),
+        replied_at=dry_run.format(stage="replied"),
         union=union,
     )
     return sql, params
 
 
 _TEMPLATE = """
-WITH cohort AS (
-    SELECT l.id, l.created_at, l.source_id, l.verification
-    FROM leads l
+WITH per_lead AS MATERIALIZED (
+    SELECT f.lead_id AS id, f.source_id, f.rep_id,
+           f.created_at AS ingested_at,
+           f.verified_at, f.qualified_at, f.assigned_at, f.drafted_at, f.approved_at,
+           {sent_at} AS sent_at,
+           {delivered_at} AS delivered_at,
+           {replied_at} AS replied_at,
+           f.won_at
+    FROM lead_funnel f
     WHERE {cohort}
-),
-scored AS (
-    SELECT s.lead_id, min(coalesce(s.qualified_at, s.scored_at)) AS at
-    FROM lead_scores s
-    WHERE s.qualified
-    GROUP BY s.lead_id
-),
-assigned AS (
-    SELECT a.lead_id, min(a.decided_at) AS at,
-           any_value(a.rep_id) FILTER (WHERE a.status = 'assigned') AS rep_id
-    FROM lead_assignments a
-    WHERE a.rep_id IS NOT NULL AND a.status IN ('assigned', 'reassigned')
-    GROUP BY a.lead_id
-),
-drafted AS (
-    SELECT d.lead_id, min(d.created_at) AS at, min(ap.decided_at) AS approved_at
-    FROM drafts d
-    LEFT JOIN approvals ap ON ap.draft_id = d.id AND ap.decision = 'approved'
-    GROUP BY d.lead_id
-),
-messaged AS (
-    SELECT m.lead_id, min(coalesce(m.sent_at, m.created_at)) AS at,
-           min(m.delivered_at) AS delivered_at, min(m.replied_at) AS replied_at
-    FROM messages m
-    WHERE m.status = 'sent' {dry_run}
-    GROUP BY m.lead_id
-),
-won AS (
-    SELECT o.lead_id, min(o.closed_at) AS at
-    FROM lead_outcomes o
-    WHERE o.label = 'won'
-    GROUP BY o.lead_id
-),
-per_lead AS MATERIALIZED (
-    SELECT c.id, c.source_id, asg.rep_id,
-           c.created_at AS ingested_at,
-           {verified_at} AS verified_at,
-           sc.at AS qualified_at,
-           asg.at AS assigned_at,
-           dr.at AS drafted_at,
-           dr.approved_at AS approved_at,
-           ms.at AS sent_at,
-           ms.delivered_at AS delivered_at,
-           ms.replied_at AS replied_at,
-           w.at AS won_at
-    FROM cohort c
-    LEFT JOIN scored sc ON sc.lead_id = c.id
-    LEFT JOIN assigned asg ON asg.lead_id = c.id
-    LEFT JOIN drafted dr ON dr.lead_id = c.id
-    LEFT JOIN messaged ms ON ms.lead_id = c.id
-    LEFT JOIN won w ON w.lead_id = c.id
 )
 {union}
 """

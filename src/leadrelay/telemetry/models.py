@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -60,3 +60,35 @@ class UnmatchedDeliveryEvent(Base):
     kind: Mapped[str] = mapped_column(String(20))
     event: Mapped[dict[str, Any]] = mapped_column(JSONB)  # the normalized event, to replay
     received_at: Mapped[CreatedAt]
+
+
+class LeadFunnel(TenantOwned, Base):
+    """Each lead's funnel in one row: when it first reached each stage. Kept by statement-level
+    triggers on the tables that stand for the stages (migration 0019), so the dashboard
+    aggregates one narrow row per lead instead of grouping every table by lead; every path
+    that writes a stage — API, job, import, COPY — keeps it, with no code of its own."""
+
+    __tablename__ = "lead_funnel"
+    __table_args__ = (Index("ix_lead_funnel_tenant_id_created_at", "tenant_id", "created_at"),)
+
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True
+    )
+    source_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    merged: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    rep_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))  # current assignee
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    qualified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    drafted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Sent, delivered and replied, for live messages and dry-run ones apart: the dashboard
+    # shows either or both.
+    sent_live_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_dry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_live_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_dry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    replied_live_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    replied_dry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    won_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
