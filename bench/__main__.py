@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from bench import audit, capture, drafting, funnel, intake, outreach, routing
+from bench import audit, capture, drafting, dsar, funnel, intake, outreach, retention, routing
 from bench.common import Figure, cluster, heading, machine_info, rate, start_watchdog, table
 
 BUDGET_SECONDS = 290  # `make bench` must end by itself in under 5 minutes
@@ -76,6 +76,12 @@ def main() -> None:
             # 200k messages here to stay in budget (setup is COPY from Python); the target is
             # at 1M: `python -m bench.funnel` generates 1,000,000.
             figures += funnel.run(c, messages=200_000, runs=10)
+            # 100k old messages, one round per path here to stay in budget; the target is at
+            # 1M: `python -m bench.retention` purges 1,000,000 twice per path.
+            figures += retention.run(c, messages=100_000, rounds=1)
+            # 100k leads here to stay in budget (setup is COPY from Python); the target is at
+            # 1M: `python -m bench.dsar` erases among 1,000,000.
+            figures += dsar.run(c, leads=100_000, runs=5)
         heading("summary")
         print(summary(figures))
         for figure in figures:

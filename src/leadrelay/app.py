@@ -12,6 +12,9 @@ from leadrelay.capture.api import router as capture_router
 from leadrelay.capture.dedup_api import router as dedup_router
 from leadrelay.capture.provider_api import router as provider_router
 from leadrelay.compliance.api import router as audit_router
+from leadrelay.compliance.dsar_api import router as dsar_router
+from leadrelay.compliance.posture_api import router as posture_router
+from leadrelay.compliance.retention_api import router as retention_router
 from leadrelay.core.db import Database, resolve_urls
 from leadrelay.core.http import (
     BodyLimitMiddleware,
@@ -106,6 +109,8 @@ def create_app(
     app.include_router(ops_router)
     app.include_router(identity_router)
     app.include_router(audit_router)
+    app.include_router(posture_router)
+    app.include_router(retention_router)
     app.include_router(webhooks_router)
     app.include_router(inbound_router)
     app.include_router(capture_router)
@@ -121,6 +126,7 @@ def create_app(
     app.include_router(voice_router)
     app.include_router(reports_router)
     app.include_router(replies_router)
+    app.include_router(dsar_router)
     from leadrelay.console import body_limits, mount_console
 
     mount_console(app)

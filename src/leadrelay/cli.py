@@ -41,6 +41,8 @@ outcomes_app = typer.Typer(help="CRM outcomes (won, lost, disqualified).", no_ar
 app.add_typer(outcomes_app, name="outcomes")
 dnc_app = typer.Typer(help="Do-not-call lists.", no_args_is_help=True)
 app.add_typer(dnc_app, name="dnc")
+dsar_app = typer.Typer(help="Data-subject requests: export, erasure.", no_args_is_help=True)
+app.add_typer(dsar_app, name="dsar")
 
 console = Console()
 err = Console(stderr=True)
@@ -738,5 +740,137 @@ def dnc_import(
             f"{list_name}: {result.rows:,} numbers read, {result.added:,} added, "
             f"{result.already_listed:,} already listed, {len(result.rejected):,} rejected"
         )
+
+    _with_database(go)
+
+
+# --- data-subject requests ---------------------------------------------------------------------
+
+EmailOption = Annotated[str | None, typer.Option("--email", help="The person's e-mail address.")]
+PhoneOption = Annotated[str | None, typer.Option("--phone", help="The person's phone number.")]
+LeadOption = Annotated[str | None, typer.Option("--lead", help="One of the person's lead ids.")]
+RegionOption = Annotated[
+    str | None, typer.Option(help="Country (ISO 2) for a number without +country.")
+]
+
+
+def _dsar_subject(email: str | None, phone: str | None, lead: str | None) -> tuple[str, str]:
+    named = [
+        (kind, value)
+        for kind, value in (("email", email), ("phone", phone), ("lead", lead))
+        if value
+    ]
+    if len(named) != 1:
+        err.print("[red]name the person with exactly one of --email, --phone, --lead[/]")
+        raise typer.Exit(2)
+    return named[0]
+
+
+def _print_counts(title: str, counts: dict[str, int]) -> None:
+    table = Table(title=title)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in sorted(counts.items()):
+        table.add_row(name, f"{count:,}")
+    table.add_row("[bold]total[/]", f"[bold]{sum(counts.values()):,}[/]")
+    console.print(table)
+
+
+@dsar_app.command("export")
+def dsar_export(
+    tenant: TenantOption,
+    out: Annotated[Path, typer.Option("--out", help="The ZIP file to write.", dir_okay=False)],
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    lead: LeadOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Everything held about one person as a ZIP (JSON and CSV per table, a manifest): the
+    request is recorded, completed and audited."""
+    from leadrelay.compliance import dsar
+    from leadrelay.core.clock import utcnow
+    from leadrelay.core.security import secret_keys
+    from leadrelay.identity.service import system_principal
+
+    kind, subject = _dsar_subject(email, phone, lead)
+    keys = secret_keys(_settings())
+
+    async def go(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant)
+        actor = system_principal(tenant_id)
+        async with db.session(tenant_id) as session:
+            request = await dsar.open_request(
+                session,
+                actor,
+                keys=keys,
+                kind=dsar.DsarKind.EXPORT,
+                subject_kind=dsar.SubjectKind(kind),
+                subject=subject,
+                default_region=region.upper() if region else None,
+                note="leadrelay dsar export",
+                now=utcnow(),
+            )
+            export = await dsar.export_request(session, actor, request.id, keys=keys, now=utcnow())
+        out.write_bytes(export.content)
+        _print_counts(f"DSAR export {request.id}", export.counts)
+        console.print(f"wrote {out} ({len(export.content):,} bytes, sha256 {export.sha256})")
+
+    _with_database(go)
+
+
+@dsar_app.command("erase")
+def dsar_erase(
+    tenant: TenantOption,
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    lead: LeadOption = None,
+    region: RegionOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Erase (without it: only show what).")] = False,
+) -> None:
+    """Erase one person everywhere in one transaction, keeping the keyed-hash suppression of
+    their addresses; prints the purge summary. Without --yes, shows what would go and stops."""
+    from leadrelay.compliance import dsar
+    from leadrelay.core.clock import utcnow
+    from leadrelay.core.security import secret_keys
+    from leadrelay.identity.service import system_principal
+
+    kind, subject = _dsar_subject(email, phone, lead)
+    keys = secret_keys(_settings())
+
+    async def go(db: Database) -> None:
+        tenant_id = await _tenant_id(db, tenant)
+        actor = system_principal(tenant_id)
+        subject_kind = dsar.SubjectKind(kind)
+        default_region = region.upper() if region else None
+        if not yes:
+            normalized = dsar.check_subject(subject_kind, subject, default_region=default_region)
+            async with db.session(tenant_id) as session:
+                counts = await dsar.preview(session, tenant_id, subject_kind, normalized)
+            _print_counts("would erase (nothing changed)", counts)
+            err.print("[yellow]pass --yes to erase[/]")
+            raise typer.Exit(1)
+        async with db.session(tenant_id) as session:
+            request = await dsar.open_request(
+                session,
+                actor,
+                keys=keys,
+                kind=dsar.DsarKind.ERASURE,
+                subject_kind=subject_kind,
+                subject=subject,
+                default_region=default_region,
+                note="leadrelay dsar erase",
+                now=utcnow(),
+            )
+            summary = await dsar.erase_request(
+                session,
+                actor,
+                request.id,
+                keys=keys,
+                confirmation=dsar.confirmation_phrase(request),
+                now=utcnow(),
+            )
+        _print_counts(f"erased (request {request.id})", summary.deleted)
+        kept = ", ".join(f"{n} {k}" for k, n in summary.suppressed.items()) or "none"
+        console.print(f"suppressions kept (keyed hashes): {kept}")
 
     _with_database(go)

@@ -214,6 +214,7 @@ class TestCaptureOne:
         assert policy.json() == {
             "business_email_policy": "refuse",
             "verification_thresholds": {"email": 0.7, "phone": 0.6},
+            "allowed_fields": None,  # no allowlist: every field is stored
         }
         refused = await client.post(
             "/v1/leads", json={"source": "Website form", "email": "lee@gmail.com"}, headers=headers

@@ -15,6 +15,9 @@ from leadrelay.approvals.api import router as approvals_router
 from leadrelay.capture.api import router as capture_router
 from leadrelay.capture.provider_api import router as provider_router
 from leadrelay.compliance.api import router as audit_router
+from leadrelay.compliance.dsar_api import router as dsar_router
+from leadrelay.compliance.posture_api import router as posture_router
+from leadrelay.compliance.retention_api import router as retention_router
 from leadrelay.core.jobs import add_dead_letter
 from leadrelay.core.jobs_models import DeadLetter
 from leadrelay.drafting.api import router as drafting_router
@@ -408,6 +411,8 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("GET", "/v1/audit", P.AUDIT_READ),
     ("GET", "/v1/audit/export.csv", P.AUDIT_EXPORT),
     ("GET", "/v1/audit/verify", P.AUDIT_READ),
+    ("GET", "/v1/compliance/posture", P.COMPLIANCE_READ),
+    ("GET", "/v1/compliance/domains", P.COMPLIANCE_READ),
     ("GET", "/v1/dead-letters", P.DEAD_LETTERS_READ),
     ("GET", "/v1/dead-letters/{id}", P.DEAD_LETTERS_READ),
     ("POST", "/v1/dead-letters/{id}/replay", P.DEAD_LETTERS_REPLAY),
@@ -505,6 +510,16 @@ ROUTES: list[tuple[str, str, Permission]] = [
     ("POST", "/v1/campaigns/{id}/run", P.OUTREACH_SEND),
     ("GET", "/v1/campaigns/{id}/members", P.OUTREACH_READ),
     ("GET", "/v1/reports/funnel", P.OUTREACH_READ),
+    ("POST", "/v1/dsar", P.DSAR_MANAGE),
+    ("GET", "/v1/dsar", P.DSAR_MANAGE),
+    ("GET", "/v1/dsar/{id}", P.DSAR_MANAGE),
+    ("GET", "/v1/dsar/{id}/export.zip", P.DSAR_MANAGE),
+    ("POST", "/v1/dsar/{id}/erase", P.DSAR_MANAGE),
+    ("POST", "/v1/dsar/{id}/reject", P.DSAR_MANAGE),
+    ("GET", "/v1/compliance/retention", P.AUDIT_READ),
+    ("PUT", "/v1/compliance/retention", P.COMPLIANCE_MANAGE),
+    ("POST", "/v1/compliance/retention/run", P.COMPLIANCE_MANAGE),
+    ("GET", "/v1/compliance/retention/runs", P.AUDIT_READ),
 ]
 OPEN_TO_EVERY_KEY = {("GET", "/v1/me")}
 # Authenticated by the sender's signature, not by an API key (tests/inbound, tests/capture).
@@ -539,6 +554,8 @@ class TestPermissionMatrix:
         for router in (
             identity_router,
             audit_router,
+            posture_router,
+            retention_router,
             ops_router,
             webhooks_router,
             inbound_router,
@@ -552,6 +569,7 @@ class TestPermissionMatrix:
             telemetry_router,
             reports_router,
             replies_router,
+            dsar_router,
         ):
             for route in router.routes:
                 assert isinstance(route, APIRoute)
@@ -580,6 +598,7 @@ class TestPermissionMatrix:
                 "suppression_id",
                 "message_id",
                 "campaign_id",
+                "dsar_id",
             )
         } | OPEN_TO_EVERY_KEY
         assert declared - SIGNED_BY_SENDER <= listed

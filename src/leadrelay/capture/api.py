@@ -29,7 +29,7 @@ from leadrelay.capture.verification import thresholds
 from leadrelay.compliance.audit import record
 from leadrelay.core import idempotency
 from leadrelay.core.clock import utcnow
-from leadrelay.core.errors import PROBLEM_JSON, problem_body
+from leadrelay.core.errors import PROBLEM_JSON, ValidationFailed, problem_body
 from leadrelay.identity.deps import (
     CanManageSources,
     CanReadLeads,
@@ -103,14 +103,20 @@ def _result(result: intake.RowResult) -> CaptureResult:
             "lead_id": result.lead_id,
             "errors": result.errors,
             "lead": result.lead,
+            "dropped_fields": result.dropped_fields,
         }
     )
 
 
 def _policy_out(settings: dict[str, Any]) -> CapturePolicyOut:
+    policy = intake.CapturePolicy.from_settings(settings)
+    allowed = policy.allowed_fields
     return CapturePolicyOut(
-        business_email_policy=intake.CapturePolicy.from_settings(settings).business_email.value,
+        business_email_policy=policy.business_email.value,
         verification_thresholds=thresholds(settings),
+        allowed_fields=None
+        if allowed is None
+        else [name for name in intake.MINIMIZABLE_FIELDS if name in allowed],
     )
 
 
@@ -124,10 +130,27 @@ async def get_capture_policy(session: SessionDep, actor: CanReadSources) -> Capt
 async def update_capture_policy(
     body: CapturePolicyIn, session: SessionDep, actor: CanManageSources
 ) -> CapturePolicyOut:
+    """`allowed_fields` (data minimization) is set by a list, removed by null, and left as it
+    is when absent; it must keep a way to reach the person (e-mail or phone)."""
     tenant = await get_tenant(session, actor.tenant_id)
     settings = dict(tenant.settings)
-    changes = body.model_dump(exclude_none=True)
+    changes: dict[str, Any] = body.model_dump(exclude_none=True, exclude={"allowed_fields"})
     settings.update(changes)
+    if "allowed_fields" in body.model_fields_set:
+        stored = settings.get("capture")
+        capture = dict(stored) if isinstance(stored, dict) else {}
+        if body.allowed_fields is None:
+            capture.pop("allowed_fields", None)
+        else:
+            if not {"email", "phone"} & set(body.allowed_fields):
+                raise ValidationFailed(
+                    "The allowlist must keep a way to reach the person.",
+                    errors=[{"field": "allowed_fields", "reason": "needs email or phone"}],
+                )
+            chosen = set(body.allowed_fields)
+            capture["allowed_fields"] = [n for n in intake.MINIMIZABLE_FIELDS if n in chosen]
+        settings["capture"] = capture
+        changes["allowed_fields"] = capture.get("allowed_fields")
     tenant.settings = settings
     await record(
         session,

@@ -261,6 +261,7 @@ def _report_line(row: SourceRow, result: intake.RowResult | None) -> dict[str, A
         "errors": result.errors,
         "lead": result.lead,
         "lead_id": str(result.lead_id) if result.lead_id else None,
+        **({"dropped_fields": result.dropped_fields} if result.dropped_fields else {}),
     }
 
 

@@ -76,17 +76,61 @@ class BusinessEmailPolicy(StrEnum):
     REFUSE = "refuse"  # personal-provider addresses are rejected
 
 
+# Data minimization: the lead fields a tenant may choose to store (tenant settings
+# `capture.allowed_fields`; absent = all). A name covers its parts (first and last name belong
+# to full_name); the source's own external id is always kept, so a repeat delivery still
+# matches the lead it made.
+MINIMIZABLE_FIELDS = (
+    "full_name",
+    "email",
+    "phone",
+    "company",
+    "website",
+    "city",
+    "country",
+    "title",
+)
+_FIELD_PARTS = {"full_name": ("full_name", "first_name", "last_name")}
+
+
 @dataclass(frozen=True, slots=True)
 class CapturePolicy:
     business_email: BusinessEmailPolicy = BusinessEmailPolicy.FLAG
+    allowed_fields: frozenset[str] | None = None  # None: every field is stored
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> CapturePolicy:
         value = settings.get("business_email_policy", BusinessEmailPolicy.FLAG.value)
         try:
-            return cls(business_email=BusinessEmailPolicy(str(value)))
+            business_email = BusinessEmailPolicy(str(value))
         except ValueError:
-            return cls()
+            business_email = BusinessEmailPolicy.FLAG
+        return cls(business_email=business_email, allowed_fields=allowed_fields(settings))
+
+    def minimize(self, row: Mapping[str, str | None]) -> tuple[Mapping[str, str | None], list[str]]:
+        """The row without the fields the tenant does not store, and the names of those that
+        carried a value (reported on the row; their values are never stored)."""
+        if self.allowed_fields is None:
+            return row, []
+        refused = {
+            part
+            for name in MINIMIZABLE_FIELDS
+            if name not in self.allowed_fields
+            for part in _FIELD_PARTS.get(name, (name,))
+        }
+        dropped = sorted(name for name in refused if row.get(name))
+        if not dropped:
+            return row, []
+        return {k: v for k, v in row.items() if k not in refused}, dropped
+
+
+def allowed_fields(settings: Mapping[str, Any]) -> frozenset[str] | None:
+    """The tenant's allowlist (`capture.allowed_fields`), None when it has none."""
+    capture = settings.get("capture")
+    names = capture.get("allowed_fields") if isinstance(capture, Mapping) else None
+    if not isinstance(names, list):
+        return None
+    return frozenset(str(n) for n in names if n in MINIMIZABLE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +159,8 @@ class RowResult:
     lead_id: uuid.UUID | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
     lead: dict[str, Any] = field(default_factory=dict)
+    # Fields sent with a value that the tenant's allowlist does not store (data minimization).
+    dropped_fields: list[str] = field(default_factory=list)
 
 
 def decide(clean: CleanLead, policy: CapturePolicy) -> list[dict[str, str]]:
@@ -200,7 +246,8 @@ def prepare(
     results: list[RowResult] = []
     cleans: list[CleanLead | None] = []
     for index, row in enumerate(rows):
-        clean = normalize(row, region)
+        kept, dropped = policy.minimize(row)
+        clean = normalize(kept, region)
         reasons = decide(clean, policy)
         results.append(
             RowResult(
@@ -208,6 +255,7 @@ def prepare(
                 RowStatus.REJECTED if reasons else RowStatus.ACCEPTED,
                 errors=reasons + list(clean.errors),
                 lead={**clean.values, "flags": list(clean.flags)},
+                dropped_fields=dropped,
             )
         )
         cleans.append(None if reasons else clean)
@@ -353,6 +401,7 @@ async def ingest(
     digest = hashlib.sha256(
         b"".join(r.lead_id.bytes for r in results if r.lead_id is not None)
     ).hexdigest()
+    dropped = sorted({name for r in results for name in r.dropped_fields})
     await append_events(
         session,
         tenant_id,
@@ -375,6 +424,8 @@ async def ingest(
                             for e in r.errors
                         }
                     ),
+                    # Names only: the values were never stored.
+                    **({"dropped_fields": dropped} if dropped else {}),
                 },
             )
         ],

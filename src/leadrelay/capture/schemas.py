@@ -46,14 +46,25 @@ class Thresholds(Input):
     phone: float = Field(default=0.6, ge=0, le=1)
 
 
+AllowedField = Literal[
+    "full_name", "email", "phone", "company", "website", "city", "country", "title"
+]
+
+
 class CapturePolicyIn(Input):
     business_email_policy: Literal["allow", "flag", "refuse"] | None = None
     verification_thresholds: Thresholds | None = None
+    allowed_fields: list[AllowedField] | None = Field(
+        default=None,
+        description="The lead fields stored (data minimization); others are dropped at intake "
+        "and reported per row. null: every field.",
+    )
 
 
 class CapturePolicyOut(BaseModel):
     business_email_policy: str
     verification_thresholds: dict[str, float]
+    allowed_fields: list[str] | None
 
 
 class LeadIn(Input):
@@ -93,6 +104,9 @@ class CaptureResult(BaseModel):
     lead_id: uuid.UUID | None
     errors: list[RowError]
     lead: dict[str, Any]
+    dropped_fields: list[str] = Field(
+        default_factory=list, description="Fields sent but not stored: the tenant's allowlist"
+    )
 
 
 class BatchResult(BaseModel):

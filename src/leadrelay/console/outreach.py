@@ -25,6 +25,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.capture.models import Lead
+from leadrelay.compliance import domains
 from leadrelay.console.auth import Console, SetOutreachPolicy, ViewOutreach, settings_of
 from leadrelay.console.errors import ConsoleProblem
 from leadrelay.console.rendering import Notice, is_htmx, render
@@ -436,6 +437,8 @@ async def _policy_page(
         "mode_live": MODE_LIVE,
         "limits": {"cap": MAX_CAP, "domain": MAX_DOMAIN_CAP, "cooldown": MAX_COOLDOWN_DAYS},
         "policy_notices": notices or [],
+        # SPF, DKIM, DMARC of the sending domain, beside the switch that lets mail leave.
+        "domains": await domains.check_sending_domains(tenant, settings_of(request), now=utcnow()),
     }
     template = "outreach/_policy.html" if is_htmx(request) else "outreach/policy.html"
     return render(request, template, context, status=status)
@@ -461,6 +464,7 @@ async def save_policy(
     domain_hourly_cap: NumberField = "",
     cooldown_days: NumberField = "",
     confirmation: Annotated[str, Form(max_length=MAX_CONFIRMATION)] = "",
+    accept_domain_risk: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Hand the values that changed to `service.set_outreach_policy` (audited there, with
     before and after); its refusal is shown at the confirmation field."""
@@ -515,11 +519,13 @@ async def save_policy(
                 cooldown_days=cooldown,
                 confirmation=confirmation,
                 now=utcnow(),
+                accept_domain_risk=bool(accept_domain_risk),
             )
     except ValidationFailed as error:
         for item in error.errors:
             name = str(item.get("field") or "form")
             name = "cap_" + name.removeprefix("daily_caps.") if name.startswith("daily_") else name
+            name = "mode" if name == "dry_run" else name
             form.errors.setdefault(name, str(item.get("reason") or error.detail))
         if "confirmation" in form.errors:
             form.errors["confirmation"] = (

@@ -53,9 +53,13 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Campaigns", "/console/campaigns", Permission.OUTREACH_READ, "megaphone"),
     NavItem("Funnel", "/console/funnel", Permission.OUTREACH_READ, "filter"),
     NavItem("Suppressions", "/console/suppressions", Permission.OUTREACH_READ, "ban"),
+    NavItem("Consents", "/console/consents", Permission.OUTREACH_READ, "check"),
     NavItem("Users", "/console/users", Permission.USERS_READ, "users"),
     NavItem("API keys", "/console/api-keys", Permission.API_KEYS_MANAGE, "key"),
     NavItem("Audit trail", "/console/audit", Permission.AUDIT_READ, "shield"),
+    NavItem("Data requests", "/console/dsar", Permission.DSAR_MANAGE, "file"),
+    NavItem("Retention", "/console/retention", Permission.AUDIT_READ, "lock"),
+    NavItem("Compliance posture", "/console/posture", Permission.COMPLIANCE_READ, "check"),
     NavItem("Dead letters", "/console/dead-letters", Permission.DEAD_LETTERS_READ, "inbox"),
 )
 

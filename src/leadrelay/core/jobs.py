@@ -42,6 +42,7 @@ TASK_MODULES = [
     "leadrelay.outreach.jobs",
     "leadrelay.telemetry.inbound",
     "leadrelay.schedules",
+    "leadrelay.compliance.retention",
 ]
 
 

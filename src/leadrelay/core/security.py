@@ -7,6 +7,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -69,6 +70,14 @@ def secret_keys(settings: Settings) -> str:
     return settings.secret_key.get_secret_value() or load_or_create_key(
         settings.data_dir / "secret.key"
     )
+
+
+def app_secret_keys(state: Any) -> str:
+    """The secret keys of a running app (its `app.state`), read once per process."""
+    if not hasattr(state, "secret_keys"):
+        state.secret_keys = secret_keys(state.settings)
+    keys: str = state.secret_keys
+    return keys
 
 
 def keyed_hash(keys: str, purpose: str, value: str) -> str:

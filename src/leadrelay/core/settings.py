@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # DNS servers for e-mail MX checks, comma-separated IPs. Empty: no lookups, deliverability
     # is "unknown" (syntax and provider lists still apply). /etc/resolv.conf is never read.
     dns_resolvers: str = Field(default="", pattern=r"^[0-9a-fA-F:., ]*$")
+    # The port those servers answer on, and how long one question may take: sending-domain
+    # checks (SPF, DKIM, DMARC) give "unknown" after it, so an offline machine answers fast.
+    dns_port: int = Field(default=53, ge=1, le=65535)
+    dns_timeout_seconds: float = Field(default=1.5, gt=0, le=10)
     # Paid verifiers, used instead of the offline ones when configured (each call costs money).
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")

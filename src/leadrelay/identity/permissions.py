@@ -36,6 +36,9 @@ class Permission(StrEnum):
     OUTREACH_SEND = "outreach:send"  # hand an approved draft to the policy guard and a channel
     SUPPRESSIONS_MANAGE = "suppressions:manage"  # record opt-outs, import DNC lists, opt back in
     OUTREACH_POLICY = "outreach:policy"  # leave dry-run, caps, windows
+    COMPLIANCE_MANAGE = "compliance:manage"  # retention policy and sweeps
+    DSAR_MANAGE = "dsar:manage"  # open, export, erase and reject data-subject requests
+    COMPLIANCE_READ = "compliance:read"  # the posture snapshot, sending-domain checks
 
 
 _ALL = frozenset(Permission)
@@ -65,6 +68,7 @@ MATRIX: dict[Role, frozenset[Permission]] = {
             P.OUTREACH_READ,
             P.OUTREACH_SEND,
             P.SUPPRESSIONS_MANAGE,
+            P.COMPLIANCE_READ,
         }
     ),
     Role.REVIEWER: frozenset(

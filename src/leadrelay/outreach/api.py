@@ -31,7 +31,7 @@ from leadrelay.capture.models import Lead
 from leadrelay.core.clock import utcnow
 from leadrelay.core.errors import NotFound
 from leadrelay.core.schemas import Input
-from leadrelay.core.security import secret_keys
+from leadrelay.core.security import app_secret_keys
 from leadrelay.identity.deps import (
     CanManageSuppressions,
     CanReadOutreach,
@@ -66,11 +66,7 @@ Channel = Literal["email", "sms", "whatsapp", "voice"]
 
 def keys_of(request: Request) -> str:
     """The secret keys addresses are hashed with, read once per process."""
-    state = request.app.state
-    if not hasattr(state, "secret_keys"):
-        state.secret_keys = secret_keys(state.settings)
-    keys: str = state.secret_keys
-    return keys
+    return app_secret_keys(request.app.state)
 
 
 async def _region(session: SessionDep, tenant_id: uuid.UUID, given: str | None) -> str | None:
@@ -432,6 +428,10 @@ class OutreachPolicyIn(Input):
         max_length=100,
         description=f'to leave dry-run or raise a limit, type "{service.LIVE_CONFIRMATION}"',
     )
+    accept_domain_risk: bool = Field(
+        default=False,
+        description="leave dry-run although a sending domain fails SPF, DKIM or DMARC (audited)",
+    )
 
 
 class OutreachPolicyOut(BaseModel):
@@ -492,6 +492,7 @@ async def set_outreach_policy(
             if body.country_call_windows is not None
             else None
         ),
+        accept_domain_risk=body.accept_domain_risk,
     )
     return _policy_out(view)
 

@@ -114,6 +114,7 @@ class SuppressionReason(StrEnum):
     HARD_BOUNCE = "hard_bounce"
     COMPLAINT = "complaint"
     MANUAL = "manual"
+    ERASED = "erased"  # the person's data was erased on request (compliance.dsar)
 
 
 class Suppression(TenantOwned, Base):

@@ -30,6 +30,7 @@ from leadrelay.approvals import service as approvals
 from leadrelay.approvals.models import Draft, DraftStatus
 from leadrelay.capture.models import Lead, LegalBasis, Source
 from leadrelay.capture.normalize import normalize_country
+from leadrelay.compliance import domains
 from leadrelay.compliance.audit import append_events
 from leadrelay.core.errors import Conflict, NotFound, ValidationFailed
 from leadrelay.core.events import emit
@@ -162,9 +163,11 @@ async def set_outreach_policy(
     now: datetime,
     country_call_caps: Mapping[str, int] | None = None,
     country_call_windows: Mapping[str, Mapping[str, Any]] | None = None,
+    accept_domain_risk: bool = False,
 ) -> OutreachPolicy:
     """Leaving dry-run, or raising a cap or the domain throttle above its default, needs the
-    typed confirmation; every change is audited with before and after."""
+    typed confirmation; every change is audited with before and after. Leaving dry-run while a
+    sending domain fails SPF, DKIM or DMARC also needs `accept_domain_risk` (audited)."""
     tenant = await session.scalar(
         select(Tenant).where(Tenant.id == actor.tenant_id).with_for_update()
     )
@@ -172,15 +175,36 @@ async def set_outreach_policy(
         raise NotFound("The tenant does not exist.")
     before = outreach_policy(tenant, settings)
     defaults = outreach_policy(Tenant(settings={}), settings)
-    riskier = dry_run is False and before.tenant_dry_run
-    riskier |= any(v > defaults.daily_caps.get(k, 0) for k, v in (daily_caps or {}).items())
-    riskier |= domain_hourly_cap is not None and domain_hourly_cap > defaults.domain_hourly_cap
+    # Each change that loosens a safe default, by the field that makes it (named in the 422).
+    risks: list[dict[str, str]] = []
+    if dry_run is False and before.tenant_dry_run:
+        risks.append({"field": "dry_run", "reason": "leaves dry-run: messages are really sent"})
+    for name, value in sorted((daily_caps or {}).items()):
+        default = defaults.daily_caps.get(name)
+        if default is not None and value > default:
+            risks.append(
+                {"field": f"daily_caps.{name}", "reason": f"{value} is above the default {default}"}
+            )
+    if domain_hourly_cap is not None and domain_hourly_cap > defaults.domain_hourly_cap:
+        risks.append(
+            {
+                "field": "domain_hourly_cap",
+                "reason": f"{domain_hourly_cap} is above the default {defaults.domain_hourly_cap}",
+            }
+        )
     confirmed = (confirmation or "").strip().lower() == LIVE_CONFIRMATION
-    if riskier and not confirmed:
+    if risks and not confirmed:
         raise ValidationFailed(
             "Leaving dry-run or raising a limit above its default needs the confirmation typed "
             "out.",
-            errors=[{"field": "confirmation", "reason": f"type exactly: {LIVE_CONFIRMATION}"}],
+            errors=[
+                {"field": "confirmation", "reason": f"type exactly: {LIVE_CONFIRMATION}"},
+                *risks,
+            ],
+        )
+    if dry_run is False and before.tenant_dry_run:
+        await domains.check_leaving_dry_run(
+            session, actor, tenant, settings, accept_risk=accept_domain_risk, now=now
         )
     unknown = sorted(set(daily_caps or {}) - set(defaults.daily_caps))
     if unknown:
@@ -239,6 +263,8 @@ async def set_outreach_policy(
                 target_id=actor.tenant_id,
                 before=_audit_view(before),
                 after=_audit_view(after),
+                # What the typed confirmation was given for (empty: nothing needed it).
+                confirmed=[risk["field"] for risk in risks],
             )
         ],
         now=now,

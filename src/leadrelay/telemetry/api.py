@@ -13,16 +13,18 @@ cannot make it retry a whole batch.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from leadrelay.core.clock import utcnow
 from leadrelay.core.errors import PROBLEM_JSON, LeadRelayError, Unauthenticated
+from leadrelay.core.security import app_secret_keys
 from leadrelay.core.signatures import verify_mailgun, verify_sendgrid
-from leadrelay.outreach.api import keys_of
 from leadrelay.outreach.voice_api import signed_twilio_form
 from leadrelay.telemetry import service
 from leadrelay.telemetry.events import (
@@ -81,43 +83,40 @@ def _parsed(parse: Any, *args: Any) -> ParseResult:
     return result
 
 
-async def _answer(request: Request, result: ParseResult) -> JSONResponse:
+async def _received(state: Any, result: ParseResult) -> bytes:
     receipt = await service.receive(
-        request.app.state.db, result.events, keys=keys_of(request), now=utcnow()
+        state.db, result.events, keys=app_secret_keys(state), now=utcnow()
     )
-    return JSONResponse({**receipt.as_json(), "ignored": list(result.ignored)})
+    return orjson.dumps({**receipt.as_json(), "ignored": list(result.ignored)})
 
 
-@router.post("/sendgrid/events", responses=_RESPONSES)
-async def sendgrid_events(request: Request) -> JSONResponse:
-    """SendGrid's Event Webhook: a JSON array of events, signed with the account's ECDSA key."""
-    key = request.app.state.settings.sendgrid_webhook_public_key
+async def sendgrid_delivery(state: Any, headers: Mapping[str, str], body: bytes) -> bytes:
+    """SendGrid's Event Webhook: a JSON array of events, signed with the account's ECDSA key.
+    Served by the webhook fast path (`inbound.fastpath`) and by the route below alike."""
+    key = state.settings.sendgrid_webhook_public_key
     if not key:
         raise BadWebhookSignature("No SendGrid verification key is configured here.")
-    body = await request.body()
     try:
         valid = verify_sendgrid(
             public_key=key,
             payload=body,
-            signature=request.headers.get(SENDGRID_SIGNATURE, ""),
-            timestamp=request.headers.get(SENDGRID_TIMESTAMP, ""),
+            signature=headers.get(SENDGRID_SIGNATURE, ""),
+            timestamp=headers.get(SENDGRID_TIMESTAMP, ""),
             now=utcnow(),
         )
     except ValueError:  # the configured key is no P-256 public key: nothing can verify
         raise BadWebhookSignature("The SendGrid verification key configured is unusable.") from None
     if not valid:
         raise BadWebhookSignature()
-    return await _answer(request, _parsed(parse_sendgrid, body))
+    return await _received(state, _parsed(parse_sendgrid, body))
 
 
-@router.post("/mailgun/events", responses=_RESPONSES)
-async def mailgun_events(request: Request) -> JSONResponse:
+async def mailgun_delivery(state: Any, headers: Mapping[str, str], body: bytes) -> bytes:
     """Mailgun's webhooks: one event per request, its `signature` object an HMAC of the
     timestamp and a one-time token with the HTTP webhook signing key."""
-    key = request.app.state.settings.mailgun_webhook_signing_key.get_secret_value()
+    key = state.settings.mailgun_webhook_signing_key.get_secret_value()
     if not key:
         raise BadWebhookSignature("No Mailgun webhook signing key is configured here.")
-    body = await request.body()
     try:
         signature = json.loads(body).get("signature")
     except (ValueError, AttributeError):
@@ -132,14 +131,40 @@ async def mailgun_events(request: Request) -> JSONResponse:
         signing_key=key, timestamp=timestamp, token=token, signature=digest, now=utcnow()
     ):
         raise BadWebhookSignature()
-    return await _answer(request, _parsed(parse_mailgun, body))
+    return await _received(state, _parsed(parse_mailgun, body))
+
+
+SENDGRID_EVENTS_PATH = "/v1/telemetry/sendgrid/events"
+MAILGUN_EVENTS_PATH = "/v1/telemetry/mailgun/events"
+# Answered ahead of FastAPI's routing by `inbound.fastpath` (providers post many small
+# deliveries); the routes below document them and serve them when the fast path is off.
+FAST_PATHS = {SENDGRID_EVENTS_PATH: sendgrid_delivery, MAILGUN_EVENTS_PATH: mailgun_delivery}
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+@router.post(SENDGRID_EVENTS_PATH.removeprefix("/v1/telemetry"), responses=_RESPONSES)
+async def sendgrid_events(request: Request) -> Response:
+    """SendGrid's Event Webhook: a JSON array of events, signed with the account's ECDSA key."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return _json(await sendgrid_delivery(request.app.state, headers, await request.body()))
+
+
+@router.post(MAILGUN_EVENTS_PATH.removeprefix("/v1/telemetry"), responses=_RESPONSES)
+async def mailgun_events(request: Request) -> Response:
+    """Mailgun's webhooks: one event per request, its `signature` object an HMAC of the
+    timestamp and a one-time token with the HTTP webhook signing key."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return _json(await mailgun_delivery(request.app.state, headers, await request.body()))
 
 
 @router.post(TWILIO_STATUS_PATH.removeprefix("/v1/telemetry"), responses=_RESPONSES)
-async def twilio_status(request: Request) -> JSONResponse:
+async def twilio_status(request: Request) -> Response:
     """Twilio's message status callback (SMS, MMS, WhatsApp through Twilio)."""
     form = await signed_twilio_form(request)
-    return await _answer(request, _parsed(parse_twilio_now, form))
+    return _json(await _received(request.app.state, _parsed(parse_twilio_now, form)))
 
 
 def parse_twilio_now(form: dict[str, str]) -> ParseResult:
