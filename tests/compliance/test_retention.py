@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.compliance import retention
@@ -253,7 +254,6 @@ class TestSweep:
         async with tenant.db.session(tenant.id) as session:
             result = await retention.sweep_tenant(session, tenant.id, now=now)
         assert result.counts == {**DUE, "audit_events": 0}
-        assert result.skipped == {}
         async with tenant.db.session(tenant.id) as session:
             after = await counts(session)
             left = set(await session.scalars(text("SELECT id FROM leads")))
@@ -321,11 +321,12 @@ class TestSweep:
         assert {k: after[k] for k in SEEDED} == SEEDED
         assert swept == 0
 
-    async def test_audit_retention_is_reported_not_done(
+    async def test_audit_links_past_the_cutoff_are_cut_and_the_chain_still_verifies(
         self, seeded: tuple[TenantCtx, Seeded, datetime]
     ) -> None:
-        """The database refuses to delete audit links (append-only trigger): the due links are
-        counted and reported as skipped; the chain stays whole and verifiable."""
+        """The chain's prefix goes through `audit_cut_prefix`: the checkpoint moves to the last
+        link older than the cutoff, those links go, the newest stays, verification passes. The
+        app role cannot delete a link itself (it holds no DELETE on the table at all)."""
         tenant, _, now = seeded
         await set_policy(tenant, {**POLICY, "audit_days": 30})
         later = now + timedelta(days=31)  # every link so far is past the cutoff
@@ -334,15 +335,18 @@ class TestSweep:
             result = await retention.sweep_tenant(session, tenant.id, now=later)
         assert links is not None
         assert links >= 2
-        assert result.counts["audit_events"] == 0
-        assert result.audit_due == links
-        assert "audit_events" in result.skipped
+        assert result.counts["audit_events"] == links - 1  # the newest link stays
         async with tenant.db.session(tenant.id) as session:
             (event,) = await retention.recent_sweeps(session)
             report = await verify_chain(session, tenant.id)
-        assert event.data["skipped"]["audit_events"] == retention.AUDIT_BLOCKED
-        assert event.data["audit_due"] == links
+            left = await session.scalar(select(func.count()).select_from(AuditEvent))
+        assert event.data["counts"]["audit_events"] == links - 1
+        assert event.data["checkpoint_seq"] == links - 1
+        assert left == 2  # the kept link and the sweep's own event
         assert report.ok, report.reason
+        with pytest.raises(DBAPIError, match="permission denied|append-only"):
+            async with tenant.db.session(tenant.id) as session:
+                await session.execute(text("DELETE FROM audit_events"))
 
 
 class TestPeriodicJob:

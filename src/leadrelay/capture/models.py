@@ -77,6 +77,8 @@ class Lead(TenantOwned, Base):
         Index("ix_leads_tenant_id_email", "tenant_id", "email"),
         Index("ix_leads_tenant_id_phone_e164", "tenant_id", "phone_e164"),
         Index("ix_leads_tenant_id_created_at", "tenant_id", "created_at"),
+        # Data-subject requests name an address in any case (the local part keeps its case).
+        Index("ix_leads_tenant_id_lower_email", "tenant_id", text("lower(email)")),
     )
 
     id: Mapped[UUIDPk]
@@ -102,7 +104,7 @@ class Lead(TenantOwned, Base):
         JSONB, server_default=text("'{}'::jsonb"), nullable=False
     )
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("leads.id", ondelete="SET NULL")
+        UUID(as_uuid=True), ForeignKey("leads.id", ondelete="SET NULL"), index=True
     )
     attributes: Mapped[dict[str, object]] = mapped_column(
         JSONB, server_default=text("'{}'::jsonb"), nullable=False

@@ -42,7 +42,7 @@ class LeadMessage(TenantOwned, Base):
     )
     # Our outbound message this answers, when known (telemetry.inbound).
     message_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="SET NULL")
+        UUID(as_uuid=True), ForeignKey("messages.id", ondelete="SET NULL"), index=True
     )
     # reply | opt_out | opt_in | help | auto_reply (telemetry.replies); empty until read.
     classification: Mapped[str | None] = mapped_column(String(20))

@@ -18,11 +18,11 @@ everything. Every sweep appends `retention.swept` to the audit chain with the co
 and the chain's checkpoint (`audit_heads.checkpoint_seq`, where `verify_chain` starts); no
 personal data.
 
-Audit events: the database refuses UPDATE and DELETE on `audit_events` for every role (trigger
-`audit_events_append_only`), so cutting the chain's prefix needs a schema change (a SECURITY
-DEFINER function that moves the checkpoint and deletes the links at or before it, which the
-trigger lets through). Until it exists an `audit_days` policy is stored and the sweep reports the
-links that are due under `skipped`, deleting none.
+Audit events: `audit_events` is append-only (a trigger refuses UPDATE and DELETE). Retention
+cuts a prefix through `audit_cut_prefix` (migration 0020), a SECURITY DEFINER function that
+moves the tenant's checkpoint to the last link older than the cutoff and deletes the links at
+or before it — the only deletions the trigger lets through. The newest link always stays, and
+`verify_chain` starts from the checkpoint, so the chain still verifies after a sweep.
 """
 
 from __future__ import annotations
@@ -59,10 +59,7 @@ MIN_DAYS = {
     "outcomes_days": 1,
     "audit_days": 30,
 }
-AUDIT_BLOCKED = (
-    "audit events are append-only in the database; cutting the chain's prefix needs the "
-    "schema change described in compliance/retention.py"
-)
+UNMATCHED_EVENTS_KEPT = timedelta(days=7)
 # Messages still waiting for a channel are never purged under the sender.
 IN_FLIGHT = ("queued", "deferred", "sending")
 
@@ -208,8 +205,6 @@ class SweepResult:
     counts: dict[str, int]
     checkpoint_seq: int
     cutoffs: dict[str, str]
-    skipped: dict[str, str]
-    audit_due: int
     event_hash: str
 
     @property
@@ -240,22 +235,15 @@ async def sweep_tenant(
         result = await session.execute(text(statement), {"tenant": tenant_id, "cutoff": cutoff})
         counts[table] = int(result.rowcount)  # type: ignore[attr-defined]
     counts["audit_events"] = 0
-    skipped: dict[str, str] = {}
-    audit_due = 0
     audit_cutoff = cutoffs.get("audit_days")
     if audit_cutoff is not None:
-        audit_due = int(
-            await session.scalar(
-                text(
-                    "SELECT count(*) FROM audit_events WHERE tenant_id = :tenant "
-                    "AND occurred_at < :cutoff"
-                ),
+        cut = (
+            await session.execute(
+                text("SELECT cut FROM audit_cut_prefix(:tenant, :cutoff)"),
                 {"tenant": tenant_id, "cutoff": audit_cutoff},
             )
-            or 0
-        )
-        if audit_due:
-            skipped["audit_events"] = AUDIT_BLOCKED
+        ).scalar_one()
+        counts["audit_events"] = int(cut)
     head = await session.scalar(select(AuditHead).where(AuditHead.tenant_id == tenant_id))
     checkpoint_seq = head.checkpoint_seq if head is not None else 0
     cutoff_text = {name: cutoff.isoformat() for name, cutoff in cutoffs.items()}
@@ -264,18 +252,13 @@ async def sweep_tenant(
         "checkpoint_seq": checkpoint_seq,
         "cutoffs": cutoff_text,
     }
-    if skipped:
-        data["skipped"] = skipped
-        data["audit_due"] = audit_due
     entry = (
         actor.audit(SWEPT_ACTION, target_type="tenant", target_id=tenant_id, **data)
         if actor is not None
         else AuditEntry(SWEPT_ACTION, target_type="tenant", target_id=str(tenant_id), data=data)
     )
     (event_hash,) = await append_events(session, tenant_id, [entry], now=now)
-    return SweepResult(
-        tenant_id, counts, checkpoint_seq, cutoff_text, skipped, audit_due, event_hash
-    )
+    return SweepResult(tenant_id, counts, checkpoint_seq, cutoff_text, event_hash)
 
 
 async def recent_sweeps(session: AsyncSession, *, limit: int = 10) -> Sequence[AuditEvent]:
@@ -291,6 +274,12 @@ async def sweep_retention(timestamp: int) -> dict[str, int]:
     db = runtime().db
     async with db.session() as session:
         tenant_ids = await all_tenant_ids(session)
+        # Provider events no message ever claimed (no tenant: deployment data, see
+        # telemetry.service): a week is longer than any send takes to record its provider id.
+        await session.execute(
+            text("DELETE FROM unmatched_delivery_events WHERE received_at < :cutoff"),
+            {"cutoff": utcnow() - UNMATCHED_EVENTS_KEPT},
+        )
     purged: dict[str, int] = {}
     for tenant_id in tenant_ids:
         async with db.session(tenant_id) as session:

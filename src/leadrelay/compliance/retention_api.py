@@ -46,8 +46,6 @@ class SweepOut(BaseModel):
     total: int
     checkpoint_seq: int
     cutoffs: dict[str, str]
-    skipped: dict[str, str]
-    audit_due: int
 
 
 class SweepEventOut(BaseModel):
@@ -88,8 +86,6 @@ async def run_retention(session: SessionDep, actor: CanManageCompliance) -> Swee
         total=result.total,
         checkpoint_seq=result.checkpoint_seq,
         cutoffs=result.cutoffs,
-        skipped=result.skipped,
-        audit_due=result.audit_due,
     )
 
 

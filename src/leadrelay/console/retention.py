@@ -124,13 +124,4 @@ async def run_retention_now(request: Request, console: ManageCompliance) -> Resp
     )
     text = f"Swept: {result.total} records purged; the run is in the audit trail."
     notices = [Notice("success", text)]
-    if result.skipped:
-        notices.append(
-            Notice(
-                "warning",
-                f"{result.audit_due} audit links are due but kept: "
-                + retention.AUDIT_BLOCKED
-                + ".",
-            )
-        )
     return await _panel(request, console, sweep=result, notices=notices)

@@ -67,7 +67,7 @@ class Message(TenantOwned, Base):
         UUID(as_uuid=True), ForeignKey("leads.id", ondelete="CASCADE")
     )
     draft_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("drafts.id", ondelete="SET NULL")
+        UUID(as_uuid=True), ForeignKey("drafts.id", ondelete="SET NULL"), index=True
     )
     approval_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     kind: Mapped[MessageKind] = mapped_column(String(20))
