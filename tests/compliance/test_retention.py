@@ -344,7 +344,7 @@ class TestSweep:
         assert event.data["checkpoint_seq"] == links - 1
         assert left == 2  # the kept link and the sweep's own event
         assert report.ok, report.reason
-        with pytest.raises(DBAPIError, match="permission denied|append-only"):
+        with pytest.raises(DBAPIError, match=r"permission denied|append-only"):
             async with tenant.db.session(tenant.id) as session:
                 await session.execute(text("DELETE FROM audit_events"))
 
