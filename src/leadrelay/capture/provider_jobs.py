@@ -146,7 +146,7 @@ async def whatsapp_message(
                 tenant,
                 message,
                 sender=whatsapp.sender_row(message)["phone"] or "",
-                keys=inbound.worker_keys(),
+                keys=runtime().secret_keys(),
                 now=utcnow(),
             )
     if result.status == intake.RowStatus.REJECTED:

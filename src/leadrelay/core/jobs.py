@@ -87,6 +87,16 @@ class JobRuntime:
     db: Database
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def secret_keys(self) -> str:
+        """The keys addresses are hashed with, read once per worker (in development they
+        come from a file)."""
+        from leadrelay.core.security import secret_keys
+
+        if "secret_keys" not in self.extras:
+            self.extras["secret_keys"] = secret_keys(self.settings)
+        keys: str = self.extras["secret_keys"]
+        return keys
+
 
 _runtime: JobRuntime | None = None
 

@@ -7,7 +7,6 @@ import uuid
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import all_tenant_ids
 from leadrelay.core.jobs import defer, job_app, retry_strategy, runtime
-from leadrelay.core.security import secret_keys
 from leadrelay.core.settings import Settings
 from leadrelay.drafting.evidence import Channel
 from leadrelay.drafting.llm import LlmDrafter, llm_settings
@@ -22,15 +21,6 @@ from leadrelay.outreach.models import Campaign, CampaignRun
 DELIVER_TASK = "outreach.deliver"
 
 
-def _keys() -> str:
-    """The secret keys, read once per worker (in development they come from a file)."""
-    extras = runtime().extras
-    if "secret_keys" not in extras:
-        extras["secret_keys"] = secret_keys(runtime().settings)
-    keys: str = extras["secret_keys"]
-    return keys
-
-
 @job_app.task(name=DELIVER_TASK, retry=retry_strategy())
 async def deliver(*, tenant_id: str, message_id: str, correlation_id: str | None = None) -> str:
     """Hand one message to its channel. Three steps, two transactions: mark it `sending` and
@@ -38,7 +28,7 @@ async def deliver(*, tenant_id: str, message_id: str, correlation_id: str | None
     for a transient failure)."""
     tenant, message = uuid.UUID(tenant_id), uuid.UUID(message_id)
     settings, db = runtime().settings, runtime().db
-    keys = _keys()
+    keys = runtime().secret_keys()
     async with db.session(tenant) as session:
         now = utcnow()
         wait = await service.circuit_wait(session, message, now=now)
@@ -77,7 +67,7 @@ async def deliver(*, tenant_id: str, message_id: str, correlation_id: str | None
 async def release_deferred(timestamp: int) -> int:
     """Every minute: deferred messages whose time has come go through the guard again."""
     settings, db = runtime().settings, runtime().db
-    keys = _keys()
+    keys = runtime().secret_keys()
     async with db.session() as session:
         tenant_ids = await all_tenant_ids(session)
     released = 0
@@ -95,7 +85,7 @@ async def run_campaigns(timestamp: int) -> int:
     """Every five minutes: each active campaign whose local send time has passed today runs
     once (its members then wait for their next step's day)."""
     settings, db = runtime().settings, runtime().db
-    keys = _keys()
+    keys = runtime().secret_keys()
     drafter = drafter_for(settings)
     async with db.session() as session:
         tenant_ids = await all_tenant_ids(session)

@@ -55,7 +55,6 @@ from leadrelay.core.events import emit
 from leadrelay.core.jobs import add_dead_letter, defer, job_app, retry_strategy, runtime
 from leadrelay.core.jobs_models import DeadLetter
 from leadrelay.core.logging import get_logger
-from leadrelay.core.security import secret_keys
 from leadrelay.core.settings import Settings
 from leadrelay.drafting.evidence import Channel
 from leadrelay.drafting.service import sender_settings
@@ -754,15 +753,6 @@ def notice_text(lead: Lead, row: LeadMessage, *, console_url: str) -> tuple[str,
     return subject, "\n".join(lines)
 
 
-def worker_keys() -> str:
-    """The secret keys addresses are hashed with, read once per worker."""
-    extras = runtime().extras
-    if "secret_keys" not in extras:
-        extras["secret_keys"] = secret_keys(runtime().settings)
-    keys: str = extras["secret_keys"]
-    return keys
-
-
 @job_app.task(name=NOTIFY_TASK, retry=retry_strategy())
 async def notify_owner(
     *, tenant_id: str, lead_message_id: str, correlation_id: str | None = None
@@ -862,6 +852,6 @@ async def inbound_reply(
     )
     async with rt.db.session() as session:
         result = await receive_reply(
-            session, reply, settings=rt.settings, keys=worker_keys(), now=utcnow()
+            session, reply, settings=rt.settings, keys=rt.secret_keys(), now=utcnow()
         )
     return result.status.value

@@ -28,7 +28,6 @@ from email.parser import HeaderParser
 from email.policy import default as default_policy
 from email.utils import getaddresses
 from typing import Any
-from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Request
@@ -47,9 +46,10 @@ from leadrelay.core.errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from leadrelay.core.signatures import verify_mailgun, verify_twilio
+from leadrelay.core.signatures import verify_mailgun
 from leadrelay.identity.deps import SessionDep
 from leadrelay.outreach.api import keys_of
+from leadrelay.outreach.voice_api import signed_twilio_form
 from leadrelay.telemetry.inbound import (
     InboundReply,
     InboundResult,
@@ -77,12 +77,6 @@ BODY_LIMITS: dict[str, int] = {
 TWIML = "application/xml"
 MAX_FIELD_CHARS = 200_000
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
-
-
-class BadTwilioSignature(Forbidden):
-    """The request is not signed by our Twilio account."""
-
-    code = "bad-twilio-signature"
 
 
 class BadMailgunSignature(Forbidden):
@@ -138,13 +132,6 @@ def _answer(result: InboundResult) -> InboundOut:
 # --- Twilio -------------------------------------------------------------------------------------
 
 
-def _public_url(request: Request) -> str:
-    url: str = request.app.state.settings.public_url.rstrip("/") + request.url.path
-    if request.url.query:
-        url += "?" + request.url.query
-    return url
-
-
 def twilio_reply(form: Mapping[str, str], *, now: datetime) -> InboundReply:
     """An incoming Twilio message (SMS, or WhatsApp when `From` is `whatsapp:+…`)."""
     sid = form.get("MessageSid") or form.get("SmsMessageSid") or ""
@@ -193,16 +180,7 @@ async def twilio_inbound(request: Request, session: SessionDep) -> Response:
     """Twilio's incoming-message webhook (SMS, WhatsApp): the reply is placed, stored and
     acted on; HELP is answered with the tenant's HELP text."""
     settings = request.app.state.settings
-    token = settings.twilio_auth_token.get_secret_value()
-    if not token:
-        raise BadTwilioSignature("Twilio is not configured here, so no request can be checked.")
-    body = await request.body()
-    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    signature = request.headers.get("x-twilio-signature", "")
-    if not verify_twilio(
-        auth_token=token, url=_public_url(request), params=form, signature=signature
-    ):
-        raise BadTwilioSignature()
+    form = await signed_twilio_form(request)
     reply = twilio_reply(form, now=utcnow())
     result = await receive_reply(
         session, reply, settings=settings, keys=keys_of(request), now=utcnow()

@@ -112,6 +112,13 @@ def _uuid(value: str | None) -> uuid.UUID | None:
         return None  # not ours: someone else's custom argument, matched by provider id
 
 
+def _named_ids(events: Sequence[DeliveryEvent]) -> tuple[list[uuid.UUID], list[str]]:
+    """The message ids the events name: ours (echoed back) and the provider's."""
+    our_ids = sorted({u for e in events if (u := _uuid(e.our_message_id)) is not None})
+    provider_ids = sorted({e.provider_message_id for e in events if e.provider_message_id})
+    return our_ids, provider_ids
+
+
 def event_json(event: DeliveryEvent) -> dict[str, Any]:
     """The normalized event as JSON, to keep while it waits for its message."""
     return {
@@ -151,8 +158,7 @@ async def receive(
     """Place, store and apply a webhook's events, in one transaction."""
     if not events:
         return Receipt()
-    our_ids = sorted({u for e in events if (u := _uuid(e.our_message_id)) is not None})
-    provider_ids = sorted({e.provider_message_id for e in events if e.provider_message_id})
+    our_ids, provider_ids = _named_ids(events)
     placed: dict[uuid.UUID, list[tuple[uuid.UUID, DeliveryEvent]]] = defaultdict(list)
     waiting: list[DeliveryEvent] = []
     async with db.session() as session:
@@ -200,8 +206,7 @@ async def receive_for_tenant(
     could claim it, and we send no WhatsApp message that would."""
     if not events:
         return Receipt()
-    our_ids = sorted({u for e in events if (u := _uuid(e.our_message_id)) is not None})
-    provider_ids = sorted({e.provider_message_id for e in events if e.provider_message_id})
+    our_ids, provider_ids = _named_ids(events)
     connection = await raw_connection(session)
     async with connection.cursor() as cursor:
         await cursor.execute(_FIND_IN_TENANT, (our_ids, provider_ids))
