@@ -29,6 +29,7 @@ from leadrelay.capture.matching import (
 )
 from leadrelay.capture.models import Lead, LeadStatus
 from leadrelay.compliance.audit import AuditEntry, append_events
+from leadrelay.core.db import any_uuid
 from leadrelay.core.errors import Conflict, NotFound
 from leadrelay.core.events import emit_many
 
@@ -138,7 +139,10 @@ async def dedup_leads(
     ids = {i for pair in pairs for i in pair}
     leads = {
         lead.id: lead
-        for lead in await session.scalars(select(Lead).where(Lead.id.in_(ids)).with_for_update())
+        for lead in await session.scalars(
+            # In id order, as every path that locks leads does: two jobs never deadlock.
+            select(Lead).where(Lead.id == any_uuid(ids)).order_by(Lead.id).with_for_update()
+        )
     }
     decisions: list[tuple[uuid.UUID, uuid.UUID, Decision]] = []
     scores: dict[tuple[uuid.UUID, uuid.UUID], PairScore] = {}

@@ -180,10 +180,10 @@ def _exact_keys(values: Mapping[str, str | None]) -> list[tuple[str, str]]:
     return [("email", str(values["email"]))] if values.get("email") else []
 
 
-_FIND_EXISTING = "SELECT id, email FROM leads WHERE status = 'new' AND email = ANY(%s::text[])"
+_FIND_EXISTING = "SELECT id, email FROM leads WHERE status = 'new' AND email = ANY(%b::text[])"
 _FIND_EXTERNAL = (
     "SELECT external_id, lead_id FROM lead_external_ids "
-    "WHERE source_id = %s AND external_id = ANY(%s::text[])"
+    "WHERE source_id = %s AND external_id = ANY(%b::text[])"
 )
 _INSERT_LEADS = (
     "INSERT INTO leads (id, tenant_id, source_id, full_name, email, phone_e164, phone_type, "
@@ -191,8 +191,8 @@ _INSERT_LEADS = (
     "SELECT id, %s, %s, coalesce(full_name, ''), email, phone_e164, phone_type, company, "
     "company_key, domain, city, country, title, "
     "coalesce(string_to_array(flags, ','), '{}'), %s, %s "
-    "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) "
     "AS t(id, full_name, email, phone_e164, phone_type, company, company_key, domain, city, "
     "country, title, flags)"
 )
@@ -206,8 +206,8 @@ _FILL_EMPTY = (
     "company_key = coalesce(l.company_key, t.company_key), domain = coalesce(l.domain, t.domain), "
     "city = coalesce(l.city, t.city), country = coalesce(l.country, t.country), "
     "title = coalesce(l.title, t.title), updated_at = %s "
-    "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) "
     "AS t(id, full_name, email, phone_e164, phone_type, company, company_key, domain, city, "
     "country, title) WHERE l.id = t.id"
 )
@@ -215,12 +215,12 @@ _INSERT_PROVENANCE = (
     "INSERT INTO lead_field_values (tenant_id, lead_id, field, value, raw_value, source_id, "
     "import_id, observed_at) "
     "SELECT %s, lead_id, field, value, raw_value, %s, %s, %s "
-    "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[]) "
+    "FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[]) "
     "AS t(lead_id, field, value, raw_value)"
 )
 _INSERT_EXTERNAL = (
     "INSERT INTO lead_external_ids (tenant_id, lead_id, source_id, external_id) "
-    "SELECT %s, lead_id, %s, external_id FROM unnest(%s::uuid[], %s::text[]) "
+    "SELECT %s, lead_id, %s, external_id FROM unnest(%b::uuid[], %b::text[]) "
     "AS t(lead_id, external_id) ON CONFLICT DO NOTHING"
 )
 

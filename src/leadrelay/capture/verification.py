@@ -13,10 +13,11 @@ from typing import Any
 import dns.exception
 import dns.name
 import dns.resolver
+from psycopg.types.json import Jsonb
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadrelay.capture.models import Lead, LeadStatus
+from leadrelay.capture.models import Lead
 from leadrelay.capture.verification_store import DatabaseVerificationCache
 from leadrelay.capture.verifiers.kickbox import KickboxEmailVerifier
 from leadrelay.capture.verifiers.twilio_lookup import TwilioLookupVerifier
@@ -35,7 +36,7 @@ from leadrelay.capture.verify import (
     make_resolver,
     verify_cached,
 )
-from leadrelay.core.db import Database
+from leadrelay.core.db import Database, any_uuid, raw_connection
 from leadrelay.core.security import secret_keys
 from leadrelay.core.settings import Settings
 from leadrelay.identity.models import Tenant
@@ -101,47 +102,71 @@ def _summary(result: VerificationResult, threshold: float) -> dict[str, Any]:
     }
 
 
+_READ_LEADS = (
+    "SELECT id, email, phone_e164 FROM leads WHERE id = ANY(%b::uuid[]) AND status = 'new'"
+)
+# No lock is held while the verifiers run (a DNS question may take a second): the update
+# merges its results into whatever the row holds by then. `||` replaces the top-level "email"
+# and "phone" keys and keeps the others; the verified flags are set from this run, every other
+# flag is left as it is. A lead merged meanwhile is left alone.
+_STORE_RESULTS = (
+    "UPDATE leads SET verification = leads.verification || t.verification, "
+    "flags = ARRAY(SELECT DISTINCT f FROM unnest(leads.flags || string_to_array(t.flags, ',')) f "
+    "WHERE f NOT IN ('email_verified', 'phone_verified') OR f = ANY(string_to_array(t.flags, ',')) "
+    "ORDER BY f), updated_at = %s "
+    "FROM unnest(%b::uuid[], %b::jsonb[], %b::text[]) AS t(id, verification, flags) "
+    "WHERE leads.id = t.id AND leads.status = 'new'"
+)
+
+
 async def verify_leads(
     session: AsyncSession, lead_ids: Sequence[uuid.UUID], verifiers: Verifiers, *, now: datetime
 ) -> int:
     """Verify these leads' e-mail and phone; returns how many were updated. Idempotent: a
-    second run refreshes the same fields (from the 30-day cache)."""
-    tenant_id = await session.scalar(select(Lead.tenant_id).where(Lead.id.in_(lead_ids)).limit(1))
+    second run refreshes the same fields (from the 30-day cache). Merged leads are left as
+    they are."""
+    tenant_id = await session.scalar(
+        select(Lead.tenant_id).where(Lead.id == any_uuid(lead_ids)).limit(1)
+    )
     if tenant_id is None:
         return 0
     tenant = await session.get(Tenant, tenant_id)
     limits = thresholds(tenant.settings if tenant else {})
-    leads = list(
-        await session.scalars(
-            select(Lead)
-            .where(Lead.id.in_(lead_ids), Lead.status == LeadStatus.NEW)
-            .order_by(Lead.id)
-            .with_for_update(skip_locked=True)
-        )
-    )
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await cursor.execute(_READ_LEADS, (list(lead_ids),))
+        leads: list[tuple[uuid.UUID, str | None, str | None]] = list(await cursor.fetchall())
     if isinstance(verifiers.cache, DatabaseVerificationCache):
         await verifiers.cache.prefetch(
-            VerificationKind.EMAIL, [lead.email for lead in leads if lead.email], now=now
+            VerificationKind.EMAIL, [email for _, email, _ in leads if email], now=now
         )
         await verifiers.cache.prefetch(
-            VerificationKind.PHONE, [lead.phone_e164 for lead in leads if lead.phone_e164], now=now
+            VerificationKind.PHONE, [phone for _, _, phone in leads if phone], now=now
         )
-    updated = 0
-    for lead in leads:
-        verification: dict[str, Any] = dict(lead.verification)
-        flags = set(lead.flags) - {"email_verified", "phone_verified"}
-        if lead.email:
-            result = await verify_cached(verifiers.email, verifiers.cache, lead.email, now=now)
+    ids: list[uuid.UUID] = []
+    results: list[Jsonb] = []
+    flag_lists: list[str] = []  # the verified flags each lead earns
+    for lead_id, email, phone in leads:
+        verification: dict[str, Any] = {}
+        flags: set[str] = set()
+        if email:
+            result = await verify_cached(verifiers.email, verifiers.cache, email, now=now)
             verification["email"] = _summary(result, limits["email"])
             if verification["email"]["verified"]:
                 flags.add("email_verified")
-        if lead.phone_e164:
-            result = await verify_cached(verifiers.phone, verifiers.cache, lead.phone_e164, now=now)
+        if phone:
+            result = await verify_cached(verifiers.phone, verifiers.cache, phone, now=now)
             verification["phone"] = _summary(result, limits["phone"])
             if verification["phone"]["verified"]:
                 flags.add("phone_verified")
-        lead.verification, lead.flags = verification, sorted(flags)
-        updated += 1
+        ids.append(lead_id)
+        results.append(Jsonb(verification))
+        flag_lists.append(",".join(sorted(flags)))
+    updated = 0
+    if ids:
+        async with connection.cursor() as cursor:
+            await cursor.execute(_STORE_RESULTS, (now, ids, results, flag_lists))
+            updated = cursor.rowcount
     if isinstance(verifiers.cache, DatabaseVerificationCache):
         await verifiers.cache.flush()
     return updated

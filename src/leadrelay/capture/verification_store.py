@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, Float, String, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import DateTime, Float, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadrelay.capture.verify import (
@@ -19,8 +18,8 @@ from leadrelay.capture.verify import (
     VerificationResult,
     VerificationStatus,
 )
-from leadrelay.core.db import Base, Database
-from leadrelay.core.security import keyed_hash
+from leadrelay.core.db import Base, Database, raw_connection
+from leadrelay.core.security import keyed_hasher
 
 
 class VerificationRecord(Base):
@@ -37,16 +36,29 @@ class VerificationRecord(Base):
     checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+_PREFETCH = (
+    "SELECT value_hash, status, confidence, reason, provider, checked_at "
+    "FROM verification_results WHERE kind = %s AND value_hash = ANY(%b::text[]) "
+    "AND checked_at > %s"
+)
+_UPSERT = (
+    "INSERT INTO verification_results "
+    "(kind, value_hash, status, confidence, reason, provider, checked_at) "
+    "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::text[], "
+    "%b::text[], %b::timestamptz[]) "
+    "ON CONFLICT (kind, value_hash) DO UPDATE SET status = excluded.status, "
+    "confidence = excluded.confidence, reason = excluded.reason, provider = excluded.provider, "
+    "checked_at = excluded.checked_at"
+)
+
+
 class DatabaseVerificationCache:
     def __init__(self, db: Database, keys: str, *, ttl: timedelta = CACHE_TTL) -> None:
         self._db = db
-        self._keys = keys
+        self._hash = keyed_hasher(keys, "verification")
         self._ttl = ttl
         self._memory = InMemoryVerificationCache(ttl=ttl)
         self._pending: dict[tuple[str, str], VerificationResult] = {}
-
-    def _hash(self, value: str) -> str:
-        return keyed_hash(self._keys, "verification", value)
 
     async def prefetch(
         self, kind: VerificationKind, values: Iterable[str], *, now: datetime
@@ -56,25 +68,22 @@ class DatabaseVerificationCache:
         if not by_hash:
             return
         async with self._db.session() as session:
-            rows = await session.scalars(
-                select(VerificationRecord).where(
-                    VerificationRecord.kind == str(kind),
-                    VerificationRecord.value_hash.in_(list(by_hash)),
-                    VerificationRecord.checked_at > now - self._ttl,
+            connection = await raw_connection(session)
+            async with connection.cursor() as cursor:
+                await cursor.execute(_PREFETCH, (str(kind), list(by_hash), now - self._ttl))
+                rows = await cursor.fetchall()
+        for value_hash, status, confidence, reason, provider, checked_at in rows:
+            await self._memory.put(
+                VerificationResult(
+                    kind=kind,
+                    value=by_hash[value_hash],
+                    status=VerificationStatus(status),
+                    confidence=confidence,
+                    reason=reason,
+                    provider=provider,
+                    checked_at=checked_at,
                 )
             )
-            for row in rows:
-                await self._memory.put(
-                    VerificationResult(
-                        kind=VerificationKind(row.kind),
-                        value=by_hash[row.value_hash],
-                        status=VerificationStatus(row.status),
-                        confidence=row.confidence,
-                        reason=row.reason,
-                        provider=row.provider,
-                        checked_at=row.checked_at,
-                    )
-                )
 
     async def get(
         self, kind: VerificationKind, value: str, *, now: datetime
@@ -86,30 +95,21 @@ class DatabaseVerificationCache:
         self._pending[(str(result.kind), self._hash(result.value))] = result
 
     async def flush(self) -> None:
-        """Write the results gathered since the last flush (one upsert)."""
+        """Write the results gathered since the last flush (one set-based upsert)."""
         if not self._pending:
             return
-        rows = [
-            {
-                "kind": kind,
-                "value_hash": value_hash,
-                "status": str(r.status),
-                "confidence": r.confidence,
-                "reason": r.reason[:60],
-                "provider": r.provider[:40],
-                "checked_at": r.checked_at,
-            }
-            for (kind, value_hash), r in self._pending.items()
-        ]
-        self._pending = {}
-        statement = pg_insert(VerificationRecord).values(rows)
+        pending, self._pending = self._pending, {}
+        results = list(pending.values())
+        columns = (
+            [kind for kind, _ in pending],
+            [value_hash for _, value_hash in pending],
+            [str(r.status) for r in results],
+            [r.confidence for r in results],
+            [r.reason[:60] for r in results],
+            [r.provider[:40] for r in results],
+            [r.checked_at for r in results],
+        )
         async with self._db.session() as session:
-            await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["kind", "value_hash"],
-                    set_={
-                        name: statement.excluded[name]
-                        for name in ("status", "confidence", "reason", "provider", "checked_at")
-                    },
-                )
-            )
+            connection = await raw_connection(session)
+            async with connection.cursor() as cursor:
+                await cursor.execute(_UPSERT, columns)

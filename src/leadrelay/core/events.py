@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import DateTime, String, select
+from sqlalchemy import DateTime, String, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadrelay.core.clock import utcnow
-from leadrelay.core.db import Base, raw_connection
+from leadrelay.core.db import Base, any_uuid, raw_connection
 from leadrelay.core.jobs import defer, job_app, retry_strategy, runtime
 from leadrelay.core.logging import correlation_id_var, get_logger
 from leadrelay.core.models import CreatedAt, TenantOwned, UUIDPk
@@ -76,7 +76,7 @@ async def emit(
 
 _INSERT_EVENTS = (
     "INSERT INTO outbox_events (tenant_id, correlation_id, id, type, payload) "
-    "SELECT %s, %s, id, type, payload FROM unnest(%s::uuid[], %s::text[], %b::jsonb[]) "
+    "SELECT %s, %s, id, type, payload FROM unnest(%b::uuid[], %b::text[], %b::jsonb[]) "
     "AS t(id, type, payload)"
 )
 
@@ -114,19 +114,25 @@ async def dispatch_events(
     events are locked together, so a retried or concurrent dispatch skips what is done."""
     events = await session.scalars(
         select(OutboxEvent)
-        .where(OutboxEvent.id.in_(event_ids), OutboxEvent.dispatched_at.is_(None))
+        .where(OutboxEvent.id == any_uuid(event_ids), OutboxEvent.dispatched_at.is_(None))
         .order_by(OutboxEvent.created_at, OutboxEvent.id)
         .with_for_update(skip_locked=True)
     )
-    count = 0
+    done: list[uuid.UUID] = []
     for event in events:
         for handler in handlers_for(event.type):
             await handler(session, event)
-        event.dispatched_at = now
-        count += 1
-    if count:
-        log.info("events.dispatched", count=count)
-    return count
+        done.append(event.id)
+    if done:
+        # One statement for the chunk: the unit of work would send an UPDATE per event.
+        await session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id == any_uuid(done))
+            .values(dispatched_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        log.info("events.dispatched", count=len(done))
+    return len(done)
 
 
 async def dispatch_event(session: AsyncSession, event_id: uuid.UUID, *, now: datetime) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,17 @@ def app_secret_keys(state: Any) -> str:
 def keyed_hash(keys: str, purpose: str, value: str) -> str:
     """HMAC-SHA256 of `value` under a key derived from the secret keys and `purpose`: a
     stable id for personal data (e-mail, phone) that reveals nothing without the key."""
+    return keyed_hasher(keys, purpose)(value)
+
+
+def keyed_hasher(keys: str, purpose: str) -> Callable[[str], str]:
+    """`keyed_hash` with the key derived once, for hashing many values."""
     key = hashlib.sha256(f"{purpose}\n{keys.split(',')[0]}".encode()).digest()
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+    def digest(value: str) -> str:
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+    return digest
 
 
 def load_or_create_key(path: Path) -> str:
