@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from leadrelay.capture import csv_import
 from leadrelay.capture.models import ImportIssue, Lead, LeadImport
 from leadrelay.core.db import Database, DatabaseUrls
 from leadrelay.core.settings import Settings
@@ -40,8 +41,12 @@ def read_report(path: Path) -> list[dict[str, object]]:
 
 
 class TestImport:
+    # A big file is normalized in a process of its own: both ways give the same report.
+    @pytest.mark.parametrize("normalizer", ["thread", "process"])
     async def test_reports_every_row_of_a_messy_latin1_semicolon_file(
         self,
+        normalizer: str,
+        monkeypatch: pytest.MonkeyPatch,
         client: httpx.AsyncClient,
         tenant: TenantCtx,
         urls: DatabaseUrls,
@@ -49,6 +54,8 @@ class TestImport:
         db: Database,
         tmp_path: Path,
     ) -> None:
+        if normalizer == "process":
+            monkeypatch.setattr(csv_import, "NORMALIZER_PROCESS_BYTES", 0)
         await make_source(client, tenant, "Fair list", default_country="DE")
         path = tmp_path / "fair.csv"
         path.write_bytes(MESSY.encode("latin-1", errors="replace"))

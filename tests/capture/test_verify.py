@@ -27,6 +27,7 @@ import httpx
 import pytest
 from typing_extensions import override
 
+from leadrelay.capture.normalize import normalize_phone
 from leadrelay.capture.verifiers.kickbox import KickboxEmailVerifier
 from leadrelay.capture.verifiers.twilio_lookup import TwilioLookupVerifier
 from leadrelay.capture.verify import (
@@ -490,6 +491,19 @@ class TestOfflinePhoneVerifier:
         mobile = await verifier.verify("+447400123456", now=NOW)
         landline = await verifier.verify("+442079460958", now=NOW)
         assert mobile.confidence > landline.confidence >= DEFAULT_THRESHOLDS["phone"]
+
+    @pytest.mark.parametrize(
+        "raw", ["+447400123456", "+12125550123", "+442079460958", "+33970123456", "030 1234567"]
+    )
+    async def test_a_type_intake_found_gives_the_same_answer_without_parsing(
+        self, raw: str
+    ) -> None:
+        """The verification job reads the type intake stored instead of parsing again."""
+        intake = normalize_phone(raw, default_region="DE")
+        assert intake.e164 is not None
+        verifier = OfflinePhoneVerifier()
+        parsed = await verifier.verify(intake.e164, now=NOW)
+        assert verifier.typed(intake.e164, intake.number_type, now=NOW) == parsed
 
     async def test_reads_national_numbers_with_its_default_region(self) -> None:
         checked = await OfflinePhoneVerifier(default_region="DE").verify("0176 12345678", now=NOW)

@@ -13,8 +13,10 @@ import codecs
 import csv
 import io
 import json
+import multiprocessing
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +37,8 @@ from leadrelay.identity.models import Tenant
 from leadrelay.identity.service import system_principal
 
 CHUNK_ROWS = 1000
+# From this size (≈ 30,000 rows) a file is normalized in a process of its own.
+NORMALIZER_PROCESS_BYTES = 4 * 1024 * 1024
 SAMPLE_BYTES = 64 * 1024
 # Common header spellings, so most files need no --map.
 ALIASES = {
@@ -78,6 +82,7 @@ class Layout:
     delimiter: str
     columns: tuple[str, ...]  # header as in the file
     fields: tuple[str | None, ...]  # the lead field each column maps to (None: ignored)
+    size: int = 0  # bytes
 
     @property
     def ignored(self) -> list[str]:
@@ -162,7 +167,7 @@ def plan_layout(path: Path, mapping: Mapping[str, str]) -> Layout:
                 {"field": "header", "message": f"found columns: {', '.join(columns) or 'none'}"}
             ],
         )
-    return Layout(encoding, delimiter, columns, tuple(fields))
+    return Layout(encoding, delimiter, columns, tuple(fields), size=path.stat().st_size)
 
 
 @dataclass(slots=True)
@@ -309,12 +314,23 @@ async def run_import(
     if import_id is not None and on_started is not None:
         on_started(import_id)
 
+    # Normalizing is pure Python CPU. A big file gets a process of its own for it, so it runs
+    # beside the writes instead of taking turns with them for the interpreter lock; a small
+    # one is done before a process would have started.
+    normalizer = (
+        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        if layout.size >= NORMALIZER_PROCESS_BYTES
+        else None
+    )
+    loop = asyncio.get_running_loop()
+
     def start_prepare(chunk: list[SourceRow]) -> asyncio.Future[intake.PreparedChunk]:
-        """Normalize a chunk on a thread while the event loop writes the one before it."""
+        """Normalize a chunk while the event loop writes the one before it."""
         rows = [row.fields for row in chunk if not row.errors]
-        return asyncio.ensure_future(
-            asyncio.to_thread(intake.prepare, rows, clean_lead, source.default_country, policy)
-        )
+        args = (rows, clean_lead, source.default_country, policy)
+        if normalizer is not None:
+            return asyncio.ensure_future(loop.run_in_executor(normalizer, intake.prepare, *args))
+        return asyncio.ensure_future(asyncio.to_thread(intake.prepare, *args))
 
     async def flush(chunk: list[SourceRow], prepared: asyncio.Future[intake.PreparedChunk]) -> None:
         now = utcnow()
@@ -403,7 +419,7 @@ async def run_import(
             await flush(*pending)
             pending = None
     except Exception as error:
-        if pending is not None:  # let the thread finish; its result is not needed
+        if pending is not None:  # let the normalizer finish; its result is not needed
             await asyncio.gather(pending[1], return_exceptions=True)
         if import_id is not None:
             async with db.session(tenant_id) as session:
@@ -417,6 +433,9 @@ async def run_import(
                     )
                 )
         raise
+    finally:
+        if normalizer is not None:
+            normalizer.shutdown(wait=False, cancel_futures=True)
     if import_id is not None:
         async with db.session(tenant_id) as session:
             await session.execute(

@@ -10,9 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import dns.exception
-import dns.name
-import dns.resolver
 from psycopg.types.json import Jsonb
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,16 +39,6 @@ from leadrelay.core.settings import Settings
 from leadrelay.identity.models import Tenant
 
 
-class NoDns:
-    """The resolver when no DNS server is configured: every question times out, which the
-    verifier reports as "unknown" deliverability (never as a failure)."""
-
-    async def resolve(
-        self, qname: dns.name.Name | str, rdtype: str, *, lifetime: float | None = None
-    ) -> dns.resolver.Answer:
-        raise dns.exception.Timeout
-
-
 @dataclass
 class Verifiers:
     email: EmailVerifier
@@ -62,13 +49,17 @@ class Verifiers:
 def verifiers_for(settings: Settings, db: Database | None = None) -> Verifiers:
     """The offline verifiers; with `db`, results are shared through the database cache."""
     servers = [s.strip() for s in settings.dns_resolvers.split(",") if s.strip()]
-    resolver: DnsResolver = make_resolver(servers) if servers else NoDns()
+    # Without a configured DNS server nothing is asked: deliverability is reported unknown
+    # (`dns_unavailable`), never a failure.
+    resolver: DnsResolver | None = make_resolver(servers) if servers else None
     cache: VerificationCache = (
         DatabaseVerificationCache(db, secret_keys(settings))
         if db is not None
         else InMemoryVerificationCache()
     )
-    email: EmailVerifier = OfflineEmailVerifier(resolver, probe_name="com." if servers else None)
+    email: EmailVerifier = OfflineEmailVerifier(
+        resolver, probe_name="com." if servers else None, dns=bool(servers)
+    )
     phone: PhoneVerifier = OfflinePhoneVerifier()
     if kickbox_key := settings.kickbox_api_key.get_secret_value():
         email = KickboxEmailVerifier(kickbox_key, base_url=settings.kickbox_base_url)
@@ -103,7 +94,8 @@ def _summary(result: VerificationResult, threshold: float) -> dict[str, Any]:
 
 
 _READ_LEADS = (
-    "SELECT id, email, phone_e164 FROM leads WHERE id = ANY(%b::uuid[]) AND status = 'new'"
+    "SELECT id, email, phone_e164, phone_type FROM leads "
+    "WHERE id = ANY(%b::uuid[]) AND status = 'new'"
 )
 # No lock is held while the verifiers run (a DNS question may take a second): the update
 # merges its results into whatever the row holds by then. `||` replaces the top-level "email"
@@ -135,18 +127,23 @@ async def verify_leads(
     connection = await raw_connection(session)
     async with connection.cursor() as cursor:
         await cursor.execute(_READ_LEADS, (list(lead_ids),))
-        leads: list[tuple[uuid.UUID, str | None, str | None]] = list(await cursor.fetchall())
+        leads: list[tuple[uuid.UUID, str | None, str | None, str | None]] = list(
+            await cursor.fetchall()
+        )
     if isinstance(verifiers.cache, DatabaseVerificationCache):
         await verifiers.cache.prefetch(
-            VerificationKind.EMAIL, [email for _, email, _ in leads if email], now=now
+            VerificationKind.EMAIL, [email for _, email, _, _ in leads if email], now=now
         )
-        await verifiers.cache.prefetch(
-            VerificationKind.PHONE, [phone for _, _, phone in leads if phone], now=now
-        )
+        if not isinstance(verifiers.phone, OfflinePhoneVerifier):
+            await verifiers.cache.prefetch(
+                VerificationKind.PHONE, [phone for _, _, phone, _ in leads if phone], now=now
+            )
     ids: list[uuid.UUID] = []
     results: list[Jsonb] = []
     flag_lists: list[str] = []  # the verified flags each lead earns
-    for lead_id, email, phone in leads:
+    # Offline, a stored phone's verification follows from the type intake found for it.
+    offline_phone = verifiers.phone if isinstance(verifiers.phone, OfflinePhoneVerifier) else None
+    for lead_id, email, phone, phone_type in leads:
         verification: dict[str, Any] = {}
         flags: set[str] = set()
         if email:
@@ -155,7 +152,11 @@ async def verify_leads(
             if verification["email"]["verified"]:
                 flags.add("email_verified")
         if phone:
-            result = await verify_cached(verifiers.phone, verifiers.cache, phone, now=now)
+            result = (
+                offline_phone.typed(phone, phone_type, now=now)
+                if offline_phone is not None and phone_type
+                else await verify_cached(verifiers.phone, verifiers.cache, phone, now=now)
+            )
             verification["phone"] = _summary(result, limits["phone"])
             if verification["phone"]["verified"]:
                 flags.add("phone_verified")

@@ -255,9 +255,12 @@ class OfflineEmailVerifier:
         answer_ttl: timedelta = timedelta(hours=1),
         unknown_ttl: timedelta = timedelta(minutes=5),
         max_domains: int = 50_000,
+        dns: bool = True,
     ) -> None:
+        """`dns=False`: no DNS server to ask (none configured); every address that passes
+        the syntax and list checks is `dns_unavailable`, without a question sent."""
         self._resolver = resolver
-        self._resolver_unavailable = False
+        self._resolver_unavailable = not dns
         self._timeout = timeout
         self._probe_name = probe_name
         self._probe: tuple[bool, datetime] | None = None
@@ -275,7 +278,10 @@ class OfflineEmailVerifier:
             return self._result(
                 email.value, VerificationStatus.RISKY, 0.3, "disposable_domain", now
             )
-        outcome = await self._mail_hosts(email.ascii_domain, now)
+        if self._resolver_unavailable:
+            outcome = "dns_unavailable"
+        else:
+            outcome = await self._mail_hosts(email.ascii_domain, now)
         status, confidence = _DNS_OUTCOMES[outcome]
         return self._result(email.value, status, confidence, outcome, now)
 
@@ -415,16 +421,27 @@ class OfflinePhoneVerifier:
     async def verify(self, value: str, *, now: datetime) -> VerificationResult:
         phone = normalize_phone(value, default_region=self._default_region)
         if phone.e164 is None:
-            status, confidence, reason = VerificationStatus.INVALID, 0.0, phone.error
-        else:
-            status, confidence = _PHONE_TYPES.get(phone.number_type or "", _UNTYPED_PHONE)
-            reason = phone.number_type or "unknown_type"
+            return VerificationResult(
+                kind=VerificationKind.PHONE,
+                value=value,
+                status=VerificationStatus.INVALID,
+                confidence=0.0,
+                reason=phone.error or "not_a_number",
+                provider=self.provider,
+                checked_at=now,
+            )
+        return self.typed(phone.e164, phone.number_type, now=now)
+
+    def typed(self, e164: str, number_type: str | None, *, now: datetime) -> VerificationResult:
+        """The answer `verify` gives for a valid number whose type intake already found
+        (libphonenumber's parse is most of a verification's cost)."""
+        status, confidence = _PHONE_TYPES.get(number_type or "", _UNTYPED_PHONE)
         return VerificationResult(
             kind=VerificationKind.PHONE,
-            value=phone.e164 or value,
+            value=e164,
             status=status,
             confidence=confidence,
-            reason=reason or "not_a_number",
+            reason=number_type or "unknown_type",
             provider=self.provider,
             checked_at=now,
         )
