@@ -173,13 +173,13 @@ def verify_delivery(
 # Constant statements over arrays: prepared once per connection, whatever the batch size.
 _REMEMBER = (
     "INSERT INTO webhook_receipts (provider, delivery_id) "
-    "SELECT * FROM unnest(%s::text[], %s::text[]) "
+    "SELECT * FROM unnest(%b::text[], %b::text[]) "
     "ON CONFLICT DO NOTHING RETURNING provider, delivery_id"
 )
 _STORE = (
     "INSERT INTO inbound_messages (id, tenant_id, endpoint_id, delivery_id, payload, status) "
     "SELECT id, %s, endpoint_id, delivery_id, payload, %s "
-    "FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[]::jsonb[]) "
+    "FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[]::jsonb[]) "
     "AS t(id, endpoint_id, delivery_id, payload)"
 )
 

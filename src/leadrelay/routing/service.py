@@ -156,20 +156,20 @@ _INSERT_ASSIGNMENTS = (
     "INSERT INTO lead_assignments (tenant_id, decided_at, lead_id, status, team_id, rep_id, "
     "rule_id, reason, trace, sla_due_at) "
     "SELECT %s, %s, lead_id, status, team_id, rep_id, rule_id, reason, trace, sla_due_at "
-    "FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[], "
-    "%b::jsonb[], %s::timestamptz[]) "
+    "FROM unnest(%b::uuid[], %b::text[], %b::uuid[], %b::uuid[], %b::uuid[], %b::text[], "
+    "%b::jsonb[], %b::timestamptz[]) "
     "AS t(lead_id, status, team_id, rep_id, rule_id, reason, trace, sla_due_at) "
     "RETURNING id, lead_id"
 )
 _UPDATE_REPS = (
     "UPDATE reps AS r SET last_assigned_seq = t.seq, assigned_total = t.total, "
     "open_leads = r.open_leads + t.added "
-    "FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::int[]) AS t(id, seq, total, added) "
+    "FROM unnest(%b::uuid[], %b::bigint[], %b::bigint[], %b::int[]) AS t(id, seq, total, added) "
     "WHERE r.id = t.id"
 )
 # Ending open assignments gives the reps their capacity back, in the same statement.
 _CLOSE_FOR_LEADS = (
-    "WITH ended AS (UPDATE lead_assignments SET closed_at = %s WHERE lead_id = ANY(%s::uuid[]) "
+    "WITH ended AS (UPDATE lead_assignments SET closed_at = %s WHERE lead_id = ANY(%b::uuid[]) "
     "AND status = 'assigned' AND closed_at IS NULL RETURNING rep_id), "
     "per_rep AS (SELECT rep_id, count(*) AS n FROM ended WHERE rep_id IS NOT NULL "
     "GROUP BY rep_id) "
@@ -178,10 +178,10 @@ _CLOSE_FOR_LEADS = (
 )
 _UPDATE_TEAMS = (
     "UPDATE teams AS m SET assign_seq = t.seq "
-    "FROM unnest(%s::uuid[], %s::bigint[]) AS t(id, seq) WHERE m.id = t.id"
+    "FROM unnest(%b::uuid[], %b::bigint[]) AS t(id, seq) WHERE m.id = t.id"
 )
 _CURRENT = (
-    "SELECT lead_id FROM lead_assignments WHERE lead_id = ANY(%s::uuid[]) "
+    "SELECT lead_id FROM lead_assignments WHERE lead_id = ANY(%b::uuid[]) "
     "AND status <> 'reassigned'"
 )
 

@@ -28,15 +28,15 @@ SYNC_TASK = "crm.sync_hubspot"
 
 _MATCH_EMAILS = (
     "SELECT DISTINCT ON (email) email, id FROM leads "
-    "WHERE status = 'new' AND email = ANY(%s::text[]) ORDER BY email, created_at, id"
+    "WHERE status = 'new' AND email = ANY(%b::text[]) ORDER BY email, created_at, id"
 )
-_KNOWN_LEADS = "SELECT id FROM leads WHERE id = ANY(%s::uuid[])"
+_KNOWN_LEADS = "SELECT id FROM leads WHERE id = ANY(%b::uuid[])"
 _UPSERT = (
     "INSERT INTO lead_outcomes (tenant_id, source, external_id, label, amount, currency, "
     "closed_at, lead_id, created_at, updated_at) "
     "SELECT %s, source, external_id, label, amount, currency, closed_at, lead_id, %s, %s "
-    "FROM unnest(%s::text[], %s::text[], %s::text[], %s::numeric[], %s::text[], "
-    "%s::timestamptz[], %s::uuid[]) "
+    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::numeric[], %b::text[], "
+    "%b::timestamptz[], %b::uuid[]) "
     "AS t(source, external_id, label, amount, currency, closed_at, lead_id) "
     "ON CONFLICT (tenant_id, source, external_id) DO UPDATE SET label = excluded.label, "
     "amount = excluded.amount, currency = excluded.currency, closed_at = excluded.closed_at, "

@@ -224,7 +224,7 @@ _UPSERT_SCORES = (
     "INSERT INTO lead_scores (tenant_id, lead_id, version_id, score, total, qualified, "
     "breakdown, matched, scored_at) "
     "SELECT %s, lead_id, %s, score, total, qualified, breakdown, matched, %s "
-    "FROM unnest(%s::uuid[], %s::int[], %s::int[], %s::bool[], %b::jsonb[], %b::jsonb[]) "
+    "FROM unnest(%b::uuid[], %b::int[], %b::int[], %b::bool[], %b::jsonb[], %b::jsonb[]) "
     "AS t(lead_id, score, total, qualified, breakdown, matched) "
     "ON CONFLICT (lead_id, version_id) DO UPDATE SET score = excluded.score, "
     "total = excluded.total, qualified = excluded.qualified, breakdown = excluded.breakdown, "
@@ -233,7 +233,7 @@ _UPSERT_SCORES = (
 # Qualified leads not yet announced for this version: marked once, so a rescore or a retried
 # job never emits `lead.qualified` twice for the same lead and version.
 _MARK_QUALIFIED = (
-    "UPDATE lead_scores SET qualified_at = %s WHERE version_id = %s AND lead_id = ANY(%s::uuid[]) "
+    "UPDATE lead_scores SET qualified_at = %s WHERE version_id = %s AND lead_id = ANY(%b::uuid[]) "
     "AND qualified AND qualified_at IS NULL RETURNING lead_id, score"
 )
 
