@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from leadrelay.capture import csv_import
+from leadrelay.capture import csv_import, intake
+from leadrelay.capture.cleaning import clean_lead
 from leadrelay.capture.models import ImportIssue, Lead, LeadImport
 from leadrelay.core.db import Database, DatabaseUrls
 from leadrelay.core.settings import Settings
@@ -41,7 +44,8 @@ def read_report(path: Path) -> list[dict[str, object]]:
 
 
 class TestImport:
-    # A big file is normalized in a process of its own: both ways give the same report.
+    # A big file is normalized in a process of its own once it has started (a thread does
+    # the chunks before): both ways give the same report.
     @pytest.mark.parametrize("normalizer", ["thread", "process"])
     async def test_reports_every_row_of_a_messy_latin1_semicolon_file(
         self,
@@ -234,3 +238,17 @@ class TestExport:
             str(jsonl),
         )
         assert len(jsonl.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_the_normalizer_process_gives_what_the_thread_gives(tmp_path: Path) -> None:
+    """Chunks cross to the normalizer process and back by pickling: nothing is lost."""
+    path = tmp_path / "messy.csv"
+    path.write_text(MESSY, encoding="utf-8")
+    layout = csv_import.plan_layout(path, {"Ville": "city"})
+    rows = [row.fields for row in csv_import.read_rows(path, layout) if not row.errors]
+    policy = intake.CapturePolicy()
+    here = intake.prepare(rows, clean_lead, "DE", policy)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
+        there = process.submit(intake.prepare, rows, clean_lead, "DE", policy).result()
+    assert there == here
+    assert [r.status for r in there.results] == ["accepted", "rejected", "accepted", "accepted"]

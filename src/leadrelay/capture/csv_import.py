@@ -37,8 +37,8 @@ from leadrelay.identity.models import Tenant
 from leadrelay.identity.service import system_principal
 
 CHUNK_ROWS = 1000
-# From this size (≈ 30,000 rows) a file is normalized in a process of its own.
-NORMALIZER_PROCESS_BYTES = 4 * 1024 * 1024
+# From this size (≈ 7,000 rows) a file is normalized in a process of its own.
+NORMALIZER_PROCESS_BYTES = 1024 * 1024
 SAMPLE_BYTES = 64 * 1024
 # Common header spellings, so most files need no --map.
 ALIASES = {
@@ -314,21 +314,27 @@ async def run_import(
     if import_id is not None and on_started is not None:
         on_started(import_id)
 
-    # Normalizing is pure Python CPU. A big file gets a process of its own for it, so it runs
-    # beside the writes instead of taking turns with them for the interpreter lock; a small
-    # one is done before a process would have started.
+    # Normalizing is pure Python CPU. A file of more than a few chunks gets a process of its
+    # own for it, so it runs beside the writes instead of taking turns with them for the
+    # interpreter lock. The process takes a second or two to start: chunks go to a thread
+    # until it is ready, so a file never waits for it.
     normalizer = (
         ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         if layout.size >= NORMALIZER_PROCESS_BYTES
         else None
     )
     loop = asyncio.get_running_loop()
+    normalizer_ready = (
+        loop.run_in_executor(normalizer, intake.prepare, [], clean_lead, None, policy)
+        if normalizer is not None
+        else None
+    )
 
     def start_prepare(chunk: list[SourceRow]) -> asyncio.Future[intake.PreparedChunk]:
         """Normalize a chunk while the event loop writes the one before it."""
         rows = [row.fields for row in chunk if not row.errors]
         args = (rows, clean_lead, source.default_country, policy)
-        if normalizer is not None:
+        if normalizer is not None and normalizer_ready is not None and normalizer_ready.done():
             return asyncio.ensure_future(loop.run_in_executor(normalizer, intake.prepare, *args))
         return asyncio.ensure_future(asyncio.to_thread(intake.prepare, *args))
 
@@ -435,6 +441,8 @@ async def run_import(
         raise
     finally:
         if normalizer is not None:
+            if normalizer_ready is not None and not normalizer_ready.done():
+                normalizer_ready.cancel()
             normalizer.shutdown(wait=False, cancel_futures=True)
     if import_id is not None:
         async with db.session(tenant_id) as session:
