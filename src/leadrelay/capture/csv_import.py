@@ -17,6 +17,7 @@ import multiprocessing
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,8 +34,11 @@ from leadrelay.compliance.audit import AuditEntry, append_events
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
 from leadrelay.core.errors import ValidationFailed
+from leadrelay.core.logging import get_logger
 from leadrelay.identity.models import Tenant
 from leadrelay.identity.service import system_principal
+
+log = get_logger("leadrelay.capture.import")
 
 CHUNK_ROWS = 1000
 # From this size (≈ 7,000 rows) a file is normalized in a process of its own.
@@ -330,13 +334,31 @@ async def run_import(
         else None
     )
 
-    def start_prepare(chunk: list[SourceRow]) -> asyncio.Future[intake.PreparedChunk]:
-        """Normalize a chunk while the event loop writes the one before it."""
+    process_lost = False
+
+    def process_ready() -> bool:
+        return (
+            not process_lost
+            and normalizer_ready is not None
+            and normalizer_ready.done()
+            and normalizer_ready.exception() is None
+        )
+
+    async def prepare(chunk: list[SourceRow]) -> intake.PreparedChunk:
+        nonlocal process_lost
         rows = [row.fields for row in chunk if not row.errors]
         args = (rows, clean_lead, source.default_country, policy)
-        if normalizer is not None and normalizer_ready is not None and normalizer_ready.done():
-            return asyncio.ensure_future(loop.run_in_executor(normalizer, intake.prepare, *args))
-        return asyncio.ensure_future(asyncio.to_thread(intake.prepare, *args))
+        if normalizer is not None and process_ready():
+            try:
+                return await loop.run_in_executor(normalizer, intake.prepare, *args)
+            except BrokenProcessPool:  # killed (out of memory, a signal): the thread goes on
+                log.warning("import.normalizer_lost", import_id=str(import_id))
+                process_lost = True
+        return await asyncio.to_thread(intake.prepare, *args)
+
+    def start_prepare(chunk: list[SourceRow]) -> asyncio.Future[intake.PreparedChunk]:
+        """Normalize a chunk while the event loop writes the one before it."""
+        return asyncio.ensure_future(prepare(chunk))
 
     async def flush(chunk: list[SourceRow], prepared: asyncio.Future[intake.PreparedChunk]) -> None:
         now = utcnow()

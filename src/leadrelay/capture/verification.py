@@ -97,6 +97,9 @@ _READ_LEADS = (
     "SELECT id, email, phone_e164, phone_type FROM leads "
     "WHERE id = ANY(%b::uuid[]) AND status = 'new'"
 )
+# Rows are locked in id order, as the dedup job locks them: an UPDATE takes its locks in the
+# order its plan meets the rows, and two jobs doing that deadlock.
+_LOCK_IN_ORDER = "SELECT 1 FROM leads WHERE id = ANY(%b::uuid[]) ORDER BY id FOR UPDATE"
 # No lock is held while the verifiers run (a DNS question may take a second): the update
 # merges its results into whatever the row holds by then. `||` replaces the top-level "email"
 # and "phone" keys and keeps the others; the verified flags are set from this run, every other
@@ -166,6 +169,7 @@ async def verify_leads(
     updated = 0
     if ids:
         async with connection.cursor() as cursor:
+            await cursor.execute(_LOCK_IN_ORDER, (ids,))
             await cursor.execute(_STORE_RESULTS, (now, ids, results, flag_lists))
             updated = cursor.rowcount
     if isinstance(verifiers.cache, DatabaseVerificationCache):
