@@ -29,7 +29,7 @@ from leadrelay.capture.matching import (
 )
 from leadrelay.capture.models import Lead, LeadStatus
 from leadrelay.compliance.audit import AuditEntry, append_events
-from leadrelay.core.db import any_uuid
+from leadrelay.core.db import any_uuid, raw_connection
 from leadrelay.core.errors import Conflict, NotFound
 from leadrelay.core.events import emit_many
 
@@ -136,20 +136,14 @@ async def dedup_leads(
     ).all()
     if not pairs:
         return report
-    ids = {i for pair in pairs for i in pair}
-    leads = {
-        lead.id: lead
-        for lead in await session.scalars(
-            # In id order, as every path that locks leads does: two jobs never deadlock.
-            select(Lead).where(Lead.id == any_uuid(ids)).order_by(Lead.id).with_for_update()
-        )
-    }
+    # Scored from plain rows, unlocked: only the leads about to merge are locked, below.
+    records = await _match_records(session, {i for pair in pairs for i in pair})
     decisions: list[tuple[uuid.UUID, uuid.UUID, Decision]] = []
     scores: dict[tuple[uuid.UUID, uuid.UUID], PairScore] = {}
     for a, b in {tuple(sorted(pair)) for pair in pairs}:
-        if a not in leads or b not in leads:
-            continue
-        score = score_leads(leads[a], leads[b])
+        if a not in records or b not in records:
+            continue  # merged meanwhile
+        score = score_pair(records[a], records[b], B2B_LEAD_CONFIG)
         report.compared += 1
         decisions.append((a, b, score.decision))
         scores[(a, b)] = score
@@ -162,10 +156,21 @@ async def dedup_leads(
         for (a, b), score in scores.items():
             if a in group and b in group and score.decision == Decision.MERGE:
                 report.reviews += await _queue_review(session, tenant_id, a, b, score)
-    for group in clusters:
-        if group in held:
-            continue
-        keep = survivor({i: as_record(leads[i]) for i in group})
+    to_merge = [group for group in clusters if group not in held]
+    leads = {
+        lead.id: lead
+        for lead in await session.scalars(
+            # In id order, as every path that locks leads does: two jobs never deadlock.
+            select(Lead)
+            .where(Lead.id == any_uuid({i for group in to_merge for i in group}))
+            .order_by(Lead.id)
+            .with_for_update()
+        )
+    }
+    for group in to_merge:
+        if any(i not in leads or leads[i].status != LeadStatus.NEW for i in group):
+            continue  # another job merged one of them since it was scored
+        keep = survivor({i: records[i] for i in group})
         for other in sorted(group - {keep}):
             pair = tuple(sorted((keep, other)))
             pair_score = scores.get((pair[0], pair[1]))
@@ -185,6 +190,30 @@ async def dedup_leads(
         if score.decision == Decision.REVIEW and not ({a, b} & merged_now):
             report.reviews += await _queue_review(session, tenant_id, a, b, score)
     return report
+
+
+_MATCH_RECORDS = (
+    "SELECT id, email, phone_e164, full_name, company, domain, city, created_at FROM leads "
+    "WHERE id = ANY(%b::uuid[]) AND status = 'new'"
+)
+
+
+async def _match_records(
+    session: AsyncSession, ids: set[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, str | None]]:
+    """`as_record` of each live lead among `ids`, read as plain rows (a chunk's candidates are
+    thousands of leads: ORM objects for them cost more than scoring them)."""
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await cursor.execute(_MATCH_RECORDS, (list(ids),))
+        rows = await cursor.fetchall()
+    return {
+        lead_id: {
+            **dict(zip(MATCH_FIELDS, values, strict=True)),
+            "created_at": created_at.isoformat(),
+        }
+        for lead_id, *values, created_at in rows
+    }
 
 
 async def _queue_review(
