@@ -14,29 +14,33 @@ process; in ours it would share the GIL with what is measured) that accepts ever
 counts them. The process settings are a copy with dry_run off and smtp_host/port of the sink,
 security "none".
 
-1. Platform, per draft: `service.queue_draft` (the draft and its revision, the advisory lock per
-   tenant and channel, the send guard's approval check, the guard's facts and counters, the
-   decision with its trace, the Message row, the audit link, the `outreach.deliver` job row;
-   its own transaction), then what the `outreach.deliver` job does: `begin_delivery` (lock the
-   message, approval checked again, mark it `sending`) → commit → `hand_over` (render the MIME
-   message, one SMTP connection to the sink) → `finish_delivery` (mark it sent, the draft too,
-   the `message.sent` outbox event, the audit link) → commit. C asyncio tasks pull drafts from
-   one queue, each stage in its own session from the app role's pool (C + 1 connections, as the
-   worker sizes it). The procrastinate worker is NOT in the path: this measures the send path
+1. Platform, per block of B drafts (default 100), the chunked send path every sender uses:
+   `queueing.queue_drafts` in one transaction (the drafts and their revisions, leads and
+   existing messages by idempotency key, the send guard's approvals for the chunk, consent,
+   suppression and DNC hits, the advisory lock per tenant and channel, the counters, the
+   guard's decision with its trace for each draft in order, one INSERT of the Message rows,
+   the audit links, one `outreach.deliver` job row for the chunk), then
+   `delivery.deliver_messages`, the body of that job: `begin_deliveries` (lock the messages,
+   the approvals checked again, mark them `sending`) → commit → `hand_over_all` (render each
+   MIME message; C asyncio workers, each on one SMTP connection to the sink that carries many
+   messages) → `finish_deliveries` (mark them sent, the drafts too, the `message.sent` outbox
+   events, the audit links) → commit. The app role's pool has C + 1 connections, as the
+   worker sizes it. The procrastinate worker is NOT in the path: this measures the send path
    itself, not the queue's polling.
 2. Raw limit: the same N messages, rendered before timing by the channel's own `render_email`
    (same sender, recipients, subjects and bodies: the same bytes give or take the Date and
-   Message-ID), each sent by bare `aiosmtplib.send` (one connection per message, as the
-   channel does) to the same sink by C asyncio tasks.
+   Message-ID), each sent by bare `aiosmtplib.send` (one connection per message) to the same
+   sink by C asyncio tasks.
 
-Both run block by block (100 messages each), alternating which goes first, so they share the
+Both run block by block (B messages each), alternating which goes first, so they share the
 machine; no new block starts once the measuring budget is spent (both paths then have sent the
-same messages). A warm-up of 40 messages each comes first (not counted). Per-message latency and
-the stages of the platform's path are timed; CPU is read per process from /proc.
+same messages). A warm-up of 40 messages each comes first (not counted). A platform message's
+latency is its block's (queue start → outcome committed); the stages are timed per block. CPU
+is read per process from /proc.
 
-`--profile` adds diagnostics after the figures, on 300 more drafts: 150 one at a time, with the
-CPU, statements and per-tenant lock time of each stage and the statements of one message listed;
-150 at the same concurrency under cProfile (CPU time), summed by library.
+`--profile` adds diagnostics after the figures, on 300 more drafts in blocks of B: 150 with
+the CPU, statements and per-tenant lock time of each stage and the statements of one block
+listed; 150 under cProfile (CPU time), summed by library.
 
     .venv/bin/python -m bench.outreach [--messages 2000] [--concurrency 8] [--budget 100]
                                        [--profile]
@@ -48,6 +52,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import itertools
 import json
 import os
 import pstats
@@ -86,6 +91,7 @@ from leadrelay.capture.models import LegalBasis, Source, SourceKind, SourceStatu
 from leadrelay.compliance import audit
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
+from leadrelay.core.errors import LeadRelayError
 from leadrelay.core.runtime import settle_process
 from leadrelay.core.security import secret_keys
 from leadrelay.core.settings import Settings
@@ -94,7 +100,7 @@ from leadrelay.drafting.compose import check_draft, compose
 from leadrelay.drafting.evidence import Channel, Length, Observation, Sender, Tone, evidence_from
 from leadrelay.drafting.templates import default_template
 from leadrelay.identity.service import Principal, create_tenant, system_principal
-from leadrelay.outreach import service
+from leadrelay.outreach import counting, delivery, queueing, service
 from leadrelay.outreach.channels.base import OutboundEmail
 from leadrelay.outreach.channels.email_message import RenderedEmail, render_email
 from leadrelay.outreach.models import Message, MessageKind, MessageStatus
@@ -447,10 +453,10 @@ async def _setup(c: Cluster, db: Database, live: Settings, messages: int, profil
 # --- the two paths -------------------------------------------------------------------------
 
 STAGES = (
-    ("queue", "queue_draft: guard + count + Message row + audit + job (commit)"),
-    ("begin", "begin_delivery: lock, approval again, mark sending (commit)"),
-    ("hand_over", "hand_over: render MIME + SMTP to the sink"),
-    ("finish", "finish_delivery: sent, draft, outbox event, audit (commit)"),
+    ("queue", "queue_drafts: guard + count + Message rows + audit + job (commit)"),
+    ("begin", "begin_deliveries: lock, approvals again, mark sending (commit)"),
+    ("hand_over", "hand_over_all: render MIME + SMTP to the sink, C sessions"),
+    ("finish", "finish_deliveries: sent, drafts, outbox events, audit (commit)"),
 )
 
 
@@ -459,8 +465,10 @@ class Path:
     name: str
     messages: int = 0
     seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)  # seconds per message
-    stages: dict[str, list[float]] = field(default_factory=dict)
+    # Seconds per message; on the platform path, its chunk's (queue start → outcome committed).
+    latencies: list[float] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=dict)  # seconds per block
+    chunks: list[int] = field(default_factory=list)  # messages per platform block
     outcomes: Counter[str] = field(default_factory=Counter)
     octets: int = 0
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process group
@@ -511,14 +519,15 @@ class Context:
     db: Database
     bench: Bench
     port: int
+    clock: StageClock = field(default_factory=lambda: StageClock())
 
 
 class Probe:
-    """Diagnostics only (`--profile`), for a pass at concurrency 1: per stage, the CPU this
-    thread used and the statements sent (all of them, counted at psycopg's cursor; and those
-    that went through SQLAlchemy); and how long each of the two per-tenant locks the path takes
-    was held (the counting lock of queue_draft, the audit chain's head in finish_delivery:
-    both until their commit)."""
+    """Diagnostics only (`--profile`): per stage, the CPU this thread used and the statements
+    sent (all of them, counted at psycopg's cursor; and those that went through SQLAlchemy);
+    and how long each of the two per-tenant locks the path takes was held (the counting lock
+    of queue_drafts, the audit chain's head in queue_drafts and finish_deliveries: until their
+    commit)."""
 
     def __init__(self) -> None:
         self.current = ""
@@ -527,7 +536,7 @@ class Probe:
         self.orm: Counter[str] = Counter()
         self.held: dict[str, list[float]] = {"queue": [], "finish": []}
         self.locked_at: float | None = None
-        self.listing: list[tuple[str, str]] | None = []  # the first message's statements
+        self.listing: list[tuple[str, str]] | None = []  # the first chunk's statements
         self._cpu_at = 0.0
 
     def executed(self, query: Any) -> None:
@@ -551,58 +560,95 @@ class Probe:
             self.locked_at = time.perf_counter()
 
 
-async def _platform_one(
-    ctx: Context, path: Path, draft_id: uuid.UUID, probe: Probe | None = None
+class StageClock:
+    """Marks where a platform block is (queue → begin → hand_over → finish): the delivery steps
+    are wrapped while the bench runs (`_staging`), so the timed path is `deliver_messages`
+    itself, the body of the `outreach.deliver` job."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float]] = []
+        self.probe: Probe | None = None
+        self.octets = 0  # of what the channels sent, this block
+
+    def mark(self, stage: str) -> None:
+        self.marks.append((stage, time.perf_counter()))
+        if self.probe is not None:
+            self.probe.switch(stage)
+
+    def start(self) -> None:
+        self.marks, self.octets = [], 0
+        self.mark("queue")
+
+
+@contextlib.contextmanager
+def _staging(clock: StageClock) -> Iterator[None]:
+    begin, hand_over_all, finish = (
+        delivery.begin_deliveries,
+        delivery.hand_over_all,
+        delivery.finish_deliveries,
+    )
+
+    async def staged_begin(*args: Any, **kwargs: Any) -> Any:
+        clock.mark("begin")
+        return await begin(*args, **kwargs)
+
+    async def staged_hand_over_all(*args: Any, **kwargs: Any) -> Any:
+        clock.mark("hand_over")
+        results = await hand_over_all(*args, **kwargs)
+        clock.octets += sum(len(r.raw or b"") for r in results if r is not None)
+        return results
+
+    async def staged_finish(*args: Any, **kwargs: Any) -> Any:
+        clock.mark("finish")
+        return await finish(*args, **kwargs)
+
+    delivery.begin_deliveries = staged_begin  # type: ignore[assignment]
+    delivery.hand_over_all = staged_hand_over_all  # type: ignore[assignment]
+    delivery.finish_deliveries = staged_finish  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        delivery.begin_deliveries, delivery.hand_over_all = begin, hand_over_all  # type: ignore[assignment]
+        delivery.finish_deliveries = finish  # type: ignore[assignment]
+
+
+async def _platform_block(
+    ctx: Context, path: Path, drafts: Sequence[uuid.UUID], concurrency: int
 ) -> None:
-    """One draft through the real sending path: queue_draft, then the deliver job's steps."""
-    bench, db = ctx.bench, ctx.db
+    """A chunk of drafts through the real sending path: `queueing.queue_drafts` (one
+    transaction), then `delivery.deliver_messages` (what the `outreach.deliver` job runs)."""
+    bench, db, clock = ctx.bench, ctx.db, ctx.clock
     live, keys, tenant = bench.settings, bench.keys, bench.tenant_id
-    marks = [time.perf_counter()]
-
-    def mark(stage: str) -> None:
-        marks.append(time.perf_counter())
-        if probe is not None:
-            probe.switch(stage)
-
-    if probe is not None:
-        probe.switch("queue")
+    clock.start()
     async with db.session(tenant) as session:
-        message, _ = await service.queue_draft(
+        answers = await queueing.queue_drafts(
             session,
             bench.actor,
-            draft_id,
+            [queueing.QueueRequest(draft_id) for draft_id in drafts],
             settings=live,
             keys=keys,
             kind=MessageKind.ONE_TO_ONE,
-            idempotency_key=None,
             now=utcnow(),
         )
-        message_id, status, blocked_by = message.id, message.status, message.blocked_by
-    mark("begin")
-    if status != MessageStatus.QUEUED:
-        path.outcomes[f"{status} by {blocked_by}"] += 1
-        return
-    async with db.session(tenant) as session:
-        handover = await service.begin_delivery(
-            session, message_id, settings=live, keys=keys, now=utcnow()
-        )
-    mark("hand_over")
-    if handover is None:
-        path.outcomes["nothing to send"] += 1
-        return
-    result = await service.hand_over(handover, live)
-    mark("finish")
-    async with db.session(tenant) as session:
-        row, _ = await service.finish_delivery(
-            session, message_id, result, settings=live, keys=keys, now=utcnow()
-        )
-        final = row.status
-    mark("")
-    path.outcomes[str(final) if result.is_sent else f"{final}: {result.detail}"] += 1
-    path.octets += len(result.raw or b"")
-    path.latencies.append(marks[-1] - marks[0])
-    for (name, _), started, ended in zip(STAGES, marks[:-1], marks[1:], strict=True):
-        path.stage(name, ended - started)
+    queued = []
+    for answer in answers:
+        if isinstance(answer, LeadRelayError):
+            path.outcomes[f"refused: {answer.code}"] += 1
+        elif answer.status != MessageStatus.QUEUED:
+            path.outcomes[f"{answer.status} by {answer.blocked_by}"] += 1
+        else:
+            queued.append(answer.message_id)
+    outcomes = await delivery.deliver_messages(
+        db, tenant, queued, settings=live, keys=keys, concurrency=concurrency
+    )
+    clock.mark("")
+    path.outcomes.update(str(outcome.status) for outcome in outcomes)
+    path.octets += clock.octets
+    started, ended = clock.marks[0][1], clock.marks[-1][1]
+    path.latencies += [ended - started] * len(outcomes)
+    for (stage, at), (_, until) in itertools.pairwise(clock.marks):
+        path.stage(stage, until - at)
+    path.chunks.append(len(drafts))
 
 
 async def _raw_one(ctx: Context, path: Path, rendered: RenderedEmail) -> None:
@@ -634,19 +680,15 @@ async def _concurrently(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def _block(
-    path: Path,
-    items: Sequence[T],
-    concurrency: int,
-    work: Callable[[T], Awaitable[None]],
-    meter: CpuMeter,
+async def _timed(
+    path: Path, messages: int, meter: CpuMeter, work: Callable[[], Awaitable[None]]
 ) -> None:
     meter.start()
     started = time.perf_counter()
-    await _concurrently(items, concurrency, work)
+    await work()
     seconds = time.perf_counter() - started
     meter.stop()
-    path.add_block(len(items), seconds, meter)
+    path.add_block(messages, seconds, meter)
 
 
 @dataclass
@@ -664,30 +706,27 @@ async def _measure(
     bench = ctx.bench
     # Warm-up (not timed): connections in the pool, statement caches, proof the path sends.
     warm_platform, warm_raw = Path("warm-up"), Path("warm-up")
-    await _concurrently(
-        bench.warmup_drafts, concurrency, partial(_platform_one, ctx, warm_platform)
-    )
+    await _platform_block(ctx, warm_platform, bench.warmup_drafts, concurrency)
     assert warm_platform.outcomes == Counter({"sent": WARMUP}), warm_platform.outcomes
     await _concurrently(bench.warmup_rendered, concurrency, partial(_raw_one, ctx, warm_raw))
     assert warm_raw.outcomes == Counter({"sent": WARMUP}), warm_raw.outcomes
 
-    platform = Path("platform: queue_draft + deliver steps, SMTP channel")
+    platform = Path("platform: queue_drafts + deliver_messages, SMTP channel")
     raw = Path("raw: bare aiosmtplib.send, same messages")
     meter = CpuMeter({"bench": [os.getpid()], "sink": [sink.pid], "postgres": postgres_pids(c)})
-    send_platform = partial(_platform_one, ctx, platform)
-    send_raw = partial(_raw_one, ctx, raw)
     deadline = time.monotonic() + budget
     for number, start in enumerate(range(0, len(bench.drafts), block)):
         if number >= 2 and time.monotonic() > deadline:
             break  # both paths have sent the same blocks so far
+        drafts, rendered = (
+            bench.drafts[start : start + block],
+            bench.rendered[start : start + block],
+        )
         steps: list[Callable[[], Awaitable[None]]] = [
-            partial(
-                _block, platform, bench.drafts[start : start + block], concurrency,
-                send_platform, meter,
-            ),
-            partial(
-                _block, raw, bench.rendered[start : start + block], concurrency, send_raw, meter
-            ),
+            partial(_timed, platform, len(drafts), meter,
+                    partial(_platform_block, ctx, platform, drafts, concurrency)),
+            partial(_timed, raw, len(rendered), meter,
+                    partial(_concurrently, rendered, concurrency, partial(_raw_one, ctx, raw))),
         ]  # fmt: skip
         for step in steps if number % 2 == 0 else reversed(steps):
             await step()
@@ -702,7 +741,7 @@ def _probing(ctx: Context, probe: Probe) -> Iterator[None]:
     engine: AsyncEngine = ctx.db.engine
     cursor = psycopg.AsyncCursor
     execute, executemany = cursor.execute, cursor.executemany
-    lock_counting, lock_head = service._lock_counting, audit._lock_head
+    lock_counting, lock_head = counting.lock_counting, audit._lock_head
 
     def orm_statement(*_: Any) -> None:
         probe.orm[probe.current] += 1
@@ -726,43 +765,50 @@ def _probing(ctx: Context, probe: Probe) -> Iterator[None]:
 
     event.listen(engine.sync_engine, "before_cursor_execute", orm_statement)
     cursor.execute, cursor.executemany = counted_execute, counted_executemany  # type: ignore[method-assign]
-    service._lock_counting, audit._lock_head = timed_lock, timed_head
+    counting.lock_counting, audit._lock_head = timed_lock, timed_head
+    ctx.clock.probe = probe
     try:
         yield
     finally:
+        ctx.clock.probe = None
         cursor.execute, cursor.executemany = execute, executemany  # type: ignore[method-assign]
-        service._lock_counting, audit._lock_head = lock_counting, lock_head
+        counting.lock_counting, audit._lock_head = lock_counting, lock_head
         event.remove(engine.sync_engine, "before_cursor_execute", orm_statement)
 
 
 @dataclass
 class Diagnosis:
-    sequential: Path
+    probed: Path
     probe: Probe
     profiled: Path
     profile: cProfile.Profile
 
 
-async def _diagnose(ctx: Context, concurrency: int, profile: cProfile.Profile) -> Diagnosis:
-    """After the figures: the profile drafts' first half one at a time with a probe, the other
-    half at the bench's concurrency under cProfile."""
+async def _diagnose(
+    ctx: Context, concurrency: int, block: int, profile: cProfile.Profile
+) -> Diagnosis:
+    """After the figures: the profile drafts' first half in chunks of `block` with a probe,
+    the other half the same way under cProfile."""
     drafts = ctx.bench.profile_drafts
     half = len(drafts) // 2
-    sequential, probe = Path("one at a time, probed"), Probe()
+    probed, probe = Path("chunks, probed"), Probe()
     listing: list[tuple[str, str]] = []
     with _probing(ctx, probe):
-        for draft_id in drafts[:half]:
-            await _platform_one(ctx, sequential, draft_id, probe)
-            if probe.listing is not None and not probe.current:
+        for start in range(0, half, block):
+            await _platform_block(
+                ctx, probed, drafts[start : min(start + block, half)], concurrency
+            )
+            if probe.listing is not None:
                 listing, probe.listing = probe.listing, None
     probe.listing = listing
     profiled = Path("profiled")
     profile.enable()
     try:
-        await _concurrently(drafts[half:], concurrency, partial(_platform_one, ctx, profiled))
+        for start in range(half, len(drafts), block):
+            await _platform_block(ctx, profiled, drafts[start : start + block], concurrency)
     finally:
         profile.disable()
-    return Diagnosis(sequential, probe, profiled, profile)
+    return Diagnosis(probed, probe, profiled, profile)
 
 
 # --- report --------------------------------------------------------------------------------
@@ -780,7 +826,7 @@ def run(
 ) -> list[Figure]:
     """The figure over up to `messages` messages per path (no new block starts after `budget`
     seconds of measuring); with `profile`, then `diagnosed` more drafts for the diagnostics
-    (half one at a time with a probe, half at `concurrency` under `profile`)."""
+    (half in chunks of `block` with a probe, half the same way under `profile`)."""
     heading("outreach: sends through the policy guard + SMTP channel, beside bare aiosmtplib")
     settle_process()  # the start-up every worker runs before its first job
     diagnosed = diagnosed if profile is not None else 0
@@ -803,7 +849,7 @@ def run(
             sink.stop()
     figures = _report(c, result, bench, concurrency, block, budget)
     if diagnosis is not None:
-        _report_diagnosis(diagnosis, result, concurrency)
+        _report_diagnosis(diagnosis, result, concurrency, block)
     return figures
 
 
@@ -822,10 +868,11 @@ async def _run(
     try:
         bench = await _setup(c, db, live, messages, diagnosed)
         ctx = Context(db, bench, sink.port)
-        result = await _measure(c, ctx, sink, concurrency, block, budget)
-        diagnosis = None
-        if profile is not None:  # after the figures, so they stay unskewed
-            diagnosis = await _diagnose(ctx, concurrency, profile)
+        with _staging(ctx.clock):
+            result = await _measure(c, ctx, sink, concurrency, block, budget)
+            diagnosis = None
+            if profile is not None:  # after the figures, so they stay unskewed
+                diagnosis = await _diagnose(ctx, concurrency, block, profile)
     finally:
         await db.dispose()
     return result, bench, diagnosis
@@ -850,8 +897,9 @@ def _report(
         f"{WARMUP} warm-up messages each first"
     )
     print(
-        "the send path itself, NOT through the procrastinate worker: queue_draft, then the "
-        "outreach.deliver job's begin_delivery → commit → hand_over → finish_delivery → commit"
+        "the send path itself, NOT through the procrastinate worker: per block, queue_drafts "
+        "(one transaction), then deliver_messages, the outreach.deliver job's body: "
+        "begin_deliveries → commit → hand_over_all → finish_deliveries → commit"
     )
     headers = [
         "path",
@@ -868,13 +916,22 @@ def _report(
     if n < prepared:
         print(f"{n:,} of {prepared:,} messages per path: no new block after {budget:.0f}s")
     sent = platform.outcomes["sent"]
-    stage_means = {name: sum(v) / len(v) * 1000 for name, v in platform.stages.items() if v}
-    total_mean = sum(platform.latencies) / max(1, len(platform.latencies)) * 1000
-    print(f"platform, per message, mean over {sent:,} ({total_mean:.1f} ms end to end):")
+    chunks = max(1, len(platform.chunks))
+    stage_means = {name: sum(v) / chunks * 1000 for name, v in platform.stages.items() if v}
+    total_mean = sum(stage_means.values())
+    per_message = {name: sum(v) / max(1, n) * 1000 for name, v in platform.stages.items()}
+    print(
+        f"platform, per block of {sum(platform.chunks) / chunks:.0f} messages, mean over "
+        f"{chunks:,} blocks ({total_mean:.1f} ms a block; {total_mean * chunks / max(1, n):.2f} "
+        "ms a message):"
+    )
     for name, label in STAGES:
         mean = stage_means.get(name, float("nan"))
         p99 = percentile(platform.stages.get(name, []), 0.99) * 1000
-        print(f"  {label:<66} {mean:7.2f} ms (p99 {p99:7.2f}, {mean / total_mean:4.0%})")
+        print(
+            f"  {label:<66} {mean:7.2f} ms (p99 {p99:7.2f}, {mean / total_mean:4.0%}; "
+            f"{per_message.get(name, 0.0):.2f} ms a message)"
+        )
     print(
         f"CPU ms per message: platform {platform.cpu_ms_per_message()}; "
         f"raw {raw.cpu_ms_per_message()}"
@@ -883,8 +940,8 @@ def _report(
     if own:
         print(
             f"the platform path costs this process {own * 1000:.1f} ms of CPU a message: one "
-            f"event loop (one core) sends at most ≈ {1 / own:,.0f} msgs/s that way; queue_draft "
-            "waits in line for the tenant's counting lock (--profile shows how long it is held)"
+            f"event loop (one core) sends at most ≈ {1 / own:,.0f} msgs/s that way (--profile "
+            "shows where it goes)"
         )
     outcomes = ", ".join(f"{k} {v:,}" for k, v in platform.outcomes.most_common())
     raw_outcomes = ", ".join(f"{k} {v:,}" for k, v in raw.outcomes.most_common())
@@ -900,7 +957,7 @@ def _report(
     notes = [
         f"p50 {platform.ms(0.5):.1f} ms, p99 {platform.ms(0.99):.1f} ms per message",
         "per message "
-        + ", ".join(f"{name} {stage_means.get(name, 0.0):.1f} ms" for name, _ in STAGES),
+        + ", ".join(f"{name} {per_message.get(name, 0.0):.2f} ms" for name, _ in STAGES),
         f"{n:,} messages, concurrency {concurrency}, not via the job worker",
     ]
     if sent != n or raw.outcomes["sent"] != n or result.sink_messages != result.expected:
@@ -923,51 +980,61 @@ def _report(
     ]
 
 
-def _report_diagnosis(diagnosis: Diagnosis, result: Result, concurrency: int) -> None:
-    sequential, probe = diagnosis.sequential, diagnosis.probe
-    count = max(1, len(sequential.latencies))
-    heading(f"outreach diagnostics: {count:,} messages one at a time, probed")
+def _report_diagnosis(diagnosis: Diagnosis, result: Result, concurrency: int, block: int) -> None:
+    probed, probe = diagnosis.probed, diagnosis.probe
+    count = max(1, len(probed.latencies))
+    chunks = max(1, len(probed.chunks))
+    heading(f"outreach diagnostics: {count:,} messages in {chunks} chunks of ≤ {block}, probed")
     rows = []
     for name, label in STAGES:
         held = probe.held.get(name)
         rows.append(
             [
                 label.split(":", 1)[0],
-                f"{sum(sequential.stages.get(name, [])) / count * 1000:.2f}",
+                f"{sum(probed.stages.get(name, [])) / count * 1000:.2f}",
                 f"{probe.cpu[name] / count * 1000:.2f}",
-                f"{probe.statements[name] / count:.1f}",
-                f"{probe.orm[name] / count:.1f}",
+                f"{probe.statements[name] / count:.2f}",
+                f"{probe.orm[name] / count:.2f}",
+                f"{probe.statements[name] / chunks:.1f}",
                 f"{sum(held) / len(held) * 1000:.2f}" if held else "-",
             ]
         )
-    wall = sum(sequential.latencies) / count
+    wall = sum(sum(v) for v in probed.stages.values()) / count
     cpu = sum(probe.cpu.values()) / count
     rows.append(
         [
             "total",
             f"{wall * 1000:.2f}",
             f"{cpu * 1000:.2f}",
-            f"{sum(probe.statements.values()) / count:.1f}",
-            f"{sum(probe.orm.values()) / count:.1f}",
+            f"{sum(probe.statements.values()) / count:.2f}",
+            f"{sum(probe.orm.values()) / count:.2f}",
+            f"{sum(probe.statements.values()) / chunks:.1f}",
             "",
         ]
     )
-    headers = ["stage", "wall ms", "CPU ms", "statements", "via ORM", "tenant lock held ms"]
+    headers = [
+        "stage",
+        "wall ms/msg",
+        "CPU ms/msg",
+        "statements/msg",
+        "via ORM/msg",
+        "statements/chunk",
+        "tenant lock held ms/chunk",
+    ]
     print(table(headers, rows))
-    serialized = sum(sum(v) / max(1, len(v)) for v in probe.held.values())
+    serialized = sum(sum(v) for v in probe.held.values()) / count
     print(
         "statements: every execute on a psycopg cursor (ORM, pool pre-ping, set_config, audit "
-        "chain, job rows); BEGIN/COMMIT come on top. Tenant lock: queue_draft's counting lock "
-        "and finish_delivery's audit-chain head, each held to its commit"
+        "chain, job rows); BEGIN/COMMIT come on top. Tenant lock: queue_drafts' counting lock "
+        "(then the audit head) and finish_deliveries' audit-chain head, each held to its commit"
     )
     print(
-        f"ceilings per tenant and channel, whatever the concurrency: the two locks serialize "
-        f"{serialized * 1000:.2f} ms a message → ≤ {1 / serialized:,.0f} msgs/s; this "
+        f"ceilings per tenant and channel, whatever the concurrency: the locks serialize "
+        f"{serialized * 1000:.3f} ms a message → ≤ {1 / max(serialized, 1e-9):,.0f} msgs/s; this "
         f"process's CPU {cpu * 1000:.2f} ms a message (one event loop, one core) → "
-        f"≤ {1 / cpu:,.0f} msgs/s; "
-        f"raw measured {rate(result.raw.rate)} msgs/s"
+        f"≤ {1 / max(cpu, 1e-9):,.0f} msgs/s; raw measured {rate(result.raw.rate)} msgs/s"
     )
-    print("the statements of one message, in order:")
+    print(f"the statements of one chunk of {probed.chunks[0] if probed.chunks else 0}, in order:")
     for stage, text in probe.listing or []:
         shown = "; (the pool's pre-ping on checkout)" if text == ";" else text
         print(f"  {stage:<9} {shown[:110]}")
@@ -1028,8 +1095,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="after measuring, 300 more messages: 150 one at a time with per-stage CPU, "
-        "statements and lock times, 150 at the concurrency under cProfile",
+        help="after measuring, 300 more messages in blocks: 150 with per-stage CPU, "
+        "statements and lock times, 150 under cProfile",
     )
     args = parser.parse_args()
     # CPU time, not wall time: on a shared machine the wall clock also counts being preempted.

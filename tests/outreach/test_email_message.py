@@ -18,7 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from leadrelay.outreach.channels.base import OutboundEmail
 from leadrelay.outreach.channels.dryrun import DRY_RUN_DETAIL, DryRunChannel
-from leadrelay.outreach.channels.email_message import DkimKey, render_email
+from leadrelay.outreach.channels.email_message import (
+    DkimKey,
+    _render_plain,
+    _render_with_stdlib,
+    render_email,
+)
 
 NOW = datetime(2025, 3, 4, 9, 30, 15, tzinfo=UTC)
 MESSAGE_ID = uuid.UUID("3b2f0a52-8c1d-4e7a-9b6f-5d4c3b2a1f0e")
@@ -406,3 +411,81 @@ class TestDryRun:
     async def test_refuses_header_injection_like_the_real_channel(self) -> None:
         with pytest.raises(ValueError, match="subject"):
             await DryRunChannel().send(outbound(subject="Hi\r\nBcc: v@example.org"))
+
+
+class TestPlainMessages:
+    """The common message is written directly, past the stdlib's header objects: for every
+    input it takes, the bytes must be the stdlib's own; everything else goes to the stdlib."""
+
+    NAMES = ("Ada Lovelace", "", "Ada", "Jean-Luc O'Neil", "A" * 40, "Dr Ada 2")
+    SUBJECTS = (
+        "Quick question about Navy Labs",
+        "Re: your order #42 (urgent!) [ref: a/b] 100% <ok> \"quoted\" 'x' {y} ~z",
+        "x",
+        "S" * (78 - len("Subject: ")),  # the longest that does not fold
+        "a,b;c:d@e.f\\g|h^i`j",
+    )
+    ADDRESSES = (
+        "grace@example.org",
+        "Grace.Hopper+news@Mail.Example.ORG",
+        "g_h%x-y@a-b.c0.example",
+        "1@2.3",
+    )
+    BODIES = (
+        BODY,
+        "one line, no newline",
+        "crlf\r\nlines\r\n\r\nend\r\n",
+        "cr\ronly\rlines",
+        "tabs\tand   spaces  \nform\x0cfeed and vertical\x0btab stay in their line\n",
+        "",
+        "\n\n",
+        "x" * 998 + "\n" + "y",
+    )
+
+    @staticmethod
+    def both(message: OutboundEmail, **kwargs: object) -> tuple[object, object]:
+        plain = _render_plain(message, now=NOW, **kwargs)  # type: ignore[arg-type]
+        reference = _render_with_stdlib(message, now=NOW, **kwargs)  # type: ignore[arg-type]
+        return plain, reference
+
+    def test_the_bytes_are_the_stdlibs(self) -> None:
+        cases = [
+            *(outbound(unsubscribe_mailto=None, from_name=n) for n in self.NAMES),
+            *(outbound(unsubscribe_mailto=None, subject=s) for s in self.SUBJECTS),
+            *(outbound(unsubscribe_mailto=None, to_address=a) for a in self.ADDRESSES),
+            *(outbound(unsubscribe_mailto=None, from_address=a) for a in self.ADDRESSES),
+            *(outbound(unsubscribe_mailto=None, text_body=b) for b in self.BODIES),
+        ]
+        for message in cases:
+            for domain in (None, "Relay.Example.NET"):
+                plain, reference = self.both(message, message_id_domain=domain)
+                assert plain is not None, message
+                assert plain == reference, message
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            {},  # with a mailto URI
+            {"unsubscribe_mailto": None, "reply_to": "ops@example.org"},
+            {"unsubscribe_mailto": None, "extra_headers": {"X-Campaign": "spring"}},
+            {"unsubscribe_mailto": None, "from_name": "Zoë"},
+            {"unsubscribe_mailto": None, "from_name": "Ada, Countess"},
+            {"unsubscribe_mailto": None, "from_name": "Ada  Lovelace"},
+            {"unsubscribe_mailto": None, "subject": "Ünïcode"},
+            {"unsubscribe_mailto": None, "subject": "two  spaces"},
+            {"unsubscribe_mailto": None, "subject": "=?utf-8?q?looks_encoded?="},
+            {"unsubscribe_mailto": None, "subject": "S" * 70},  # folds
+            {"unsubscribe_mailto": None, "subject": "a\tb"},
+            {"unsubscribe_mailto": None, "to_address": "grace@bücher.example"},
+            {"unsubscribe_mailto": None, "to_address": "grâce@example.org"},
+            {"unsubscribe_mailto": None, "to_address": '"g h"@example.org'},
+            {"unsubscribe_mailto": None, "to_address": "g@ab--cd.example"},
+            {"unsubscribe_mailto": None, "to_address": " grace@example.org"},
+            {"unsubscribe_mailto": None, "text_body": "café\n"},
+            {"unsubscribe_mailto": None, "text_body": "x" * 999},
+            {"unsubscribe_mailto": None, "unsubscribe_url": "ftp://example.org/u"},
+        ],
+    )
+    def test_anything_else_goes_to_the_stdlib(self, overrides: dict[str, object]) -> None:
+        message = outbound(**overrides)
+        assert _render_plain(message, now=NOW, message_id_domain=None) is None

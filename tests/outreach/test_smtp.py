@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from leadrelay.outreach.channels.base import OutboundEmail
 from leadrelay.outreach.channels.email_message import DkimKey
+from leadrelay.outreach.channels.http_api import mask_recipients
 from leadrelay.outreach.channels.smtp import SmtpChannel, SmtpSettings
 from tests.conftest import free_port
 
@@ -529,6 +530,84 @@ class TestConnectionTrouble:
         assert result.retry_after == 60
 
 
+@dataclass
+class CountingRelay(Relay):
+    """A relay that also notes which connection (client port) carried each message."""
+
+    peers: list[object] = field(default_factory=list)
+
+    async def handle_DATA(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        self.peers.append(session.peer)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def to(*names: str) -> list[OutboundEmail]:
+    return [outbound(to_address=f"{name}@example.org") for name in names]
+
+
+class TestSession:
+    """Many messages over one connection (`SmtpChannel.session`), each classified alone."""
+
+    async def test_one_connection_carries_many_messages(self) -> None:
+        relay = CountingRelay()
+        with serve(relay) as port:
+            async with channel(port).session() as session:
+                results = [await session.send(m) for m in to("a", "b", "c", "d")]
+        assert [r.status for r in results] == ["sent"] * 4
+        assert [d.rcpt_tos for d in relay.deliveries] == [[f"{n}@example.org"] for n in "abcd"]
+        assert len(set(relay.peers)) == 1
+
+    async def test_a_refusal_does_not_end_the_connection(self) -> None:
+        relay = CountingRelay(rcpt_replies={"gone@example.org": "550 5.1.1 User unknown"})
+        with serve(relay) as port:
+            async with channel(port).session() as session:
+                results = [await session.send(m) for m in to("a", "gone", "b")]
+        assert [r.status for r in results] == ["sent", "permanent", "sent"]
+        assert results[1].detail == "550 5.1.1 User unknown"
+        assert len(set(relay.peers)) == 1
+
+    async def test_a_421_ends_the_connection_and_the_next_message_gets_a_new_one(self) -> None:
+        relay = CountingRelay(rcpt_replies={"busy@example.org": "421 4.7.0 Closing, try later"})
+        with serve(relay) as port:
+            async with channel(port).session() as session:
+                results = [await session.send(m) for m in to("a", "busy", "b")]
+        assert [r.status for r in results] == ["sent", "transient", "sent"]
+        assert results[1].retry_after == 60
+        assert len(set(relay.peers)) == 2
+
+    async def test_a_connection_carries_at_most_its_share(self) -> None:
+        relay = CountingRelay()
+        with serve(relay) as port:
+            async with channel(port, messages_per_connection=2).session() as session:
+                results = [await session.send(m) for m in to("a", "b", "c", "d", "e")]
+        assert [r.status for r in results] == ["sent"] * 5
+        assert len(set(relay.peers)) == 3
+
+    async def test_a_dropped_connection_fails_one_message_and_the_next_reconnects(self) -> None:
+        connections = 0
+
+        async def hang_up_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            writer.write(b"220 relay.example ESMTP\r\n")
+            await writer.drain()
+            await reader.readline()  # EHLO
+            writer.close()
+
+        server = await asyncio.start_server(hang_up_once, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with channel(port).session() as session:
+                results = [await session.send(m) for m in to("a", "b")]
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert [r.status for r in results] == ["transient", "transient"]
+        assert connections == 2  # each message tried once, on a fresh connection
+
+
 class TestSettings:
     def test_default_ports_follow_security(self) -> None:
         assert SmtpSettings(host="relay").effective_port == 587
@@ -557,8 +636,22 @@ class TestSettings:
             ({"username": "u"}, "together"),
             ({"password": "p"}, "together"),
             ({"tls_context": ssl.create_default_context(), "ca_file": "ca.pem"}, "either"),
+            ({"messages_per_connection": 0}, "messages_per_connection"),
         ],
     )
     def test_bad_settings_are_refused(self, options: dict[str, Any], match: str) -> None:
         with pytest.raises(ValueError, match=match):
             SmtpSettings(**{"host": "relay", **options})
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        ("550 <Grace@Example.ORG> unknown", "550 <[recipient]> unknown"),
+        ("250 2.0.0 Ok: queued as 4XyZ1", "250 2.0.0 Ok: queued as 4XyZ1"),
+        ("550 \u212a <grace@example.org>", "550 \u212a <[recipient]>"),  # Kelvin sign: not ASCII
+        ("550   two\r\n lines", "550 two lines"),
+    ],
+)
+def test_details_never_name_the_recipient(detail: str, expected: str) -> None:
+    assert mask_recipients(detail, ["grace@example.org"]) == expected

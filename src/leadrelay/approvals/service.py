@@ -28,8 +28,16 @@ from leadrelay.approvals.models import (
     DraftStatus,
 )
 from leadrelay.capture import service as capture
+from leadrelay.capture.models import Lead
 from leadrelay.compliance.audit import append_events
-from leadrelay.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from leadrelay.core.db import raw_connection
+from leadrelay.core.errors import (
+    Conflict,
+    Forbidden,
+    LeadRelayError,
+    NotFound,
+    ValidationFailed,
+)
 from leadrelay.identity.models import Tenant
 from leadrelay.identity.service import Principal
 
@@ -484,6 +492,45 @@ class SendTicket:
     checks: list[dict[str, str]]
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """The exact text a path is about to send for a draft."""
+
+    draft_id: uuid.UUID
+    subject: str | None
+    body: str
+
+
+# Each draft with its current revision and that revision's latest approval, the drafts locked in
+# id order (two chunks that share drafts queue up instead of deadlocking).
+_GUARD_ROWS = (
+    "SELECT d.id, d.tenant_id, d.lead_id, d.channel, d.status, r.id, r.content_sha256, "
+    "a.id, a.content_sha256, a.revoked_at, a.revoked_by, a.expires_at "
+    "FROM drafts d "
+    "LEFT JOIN draft_revisions r ON r.draft_id = d.id AND r.number = d.current_revision "
+    "LEFT JOIN LATERAL (SELECT id, content_sha256, revoked_at, revoked_by, expires_at "
+    "  FROM approvals WHERE draft_id = d.id AND revision_id = r.id AND decision = %s "
+    "  ORDER BY decided_at DESC LIMIT 1) a ON true "
+    "WHERE d.id = ANY(%s) ORDER BY d.id FOR UPDATE OF d"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _GuardRow:
+    draft_id: uuid.UUID
+    tenant_id: uuid.UUID
+    lead_id: uuid.UUID
+    channel: str
+    status: str
+    revision_id: uuid.UUID | None
+    revision_sha256: str | None
+    approval_id: uuid.UUID | None
+    approval_sha256: str | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+    expires_at: datetime | None
+
+
 async def handoff(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -495,49 +542,88 @@ async def handoff(
 ) -> SendTicket:
     """Let a message through to a channel, or raise `GuardRefused` naming the failed check.
 
-    Every path that sends calls this with the exact text it is about to send: the hash is
-    recomputed here, never taken from the caller."""
+    Every path that sends calls this (or `handoff_many`) with the exact text it is about to
+    send: the hash is recomputed here, never taken from the caller."""
+    [answer] = await handoff_many(session, tenant_id, [Outgoing(draft_id, subject, body)], now=now)
+    if isinstance(answer, LeadRelayError):
+        raise answer
+    return answer
+
+
+async def handoff_many(
+    session: AsyncSession, tenant_id: uuid.UUID, outgoing: Sequence[Outgoing], *, now: datetime
+) -> list[SendTicket | LeadRelayError]:
+    """`handoff` for a chunk, in a constant number of statements: for each item, in order, its
+    ticket or the error `handoff` would raise (`GuardRefused`, or `DraftNotFound` when the
+    current revision is missing). The drafts stay locked FOR UPDATE until the caller's
+    transaction ends, as `handoff` locks its one draft."""
+    if not outgoing:
+        return []
+    await session.flush()  # pending ORM changes (an edit, a revocation) count
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await cursor.execute(
+            _GUARD_ROWS, (Decision.APPROVED.value, list({o.draft_id for o in outgoing}))
+        )
+        rows = {row[0]: _GuardRow(*row) for row in await cursor.fetchall()}
+    policy = await tenant_policy(session, tenant_id)
+    # The leads in one statement; `contact_blockers` (the one rule of who may be contacted) then
+    # finds each in the session's identity map while the list holds it (the map itself keeps
+    # only weak references).
+    leads = list(
+        await session.scalars(select(Lead).where(Lead.id.in_({r.lead_id for r in rows.values()})))
+    )
+    blockers = {lead.id: await capture.contact_blockers(session, lead.id) for lead in leads}
+    answers: list[SendTicket | LeadRelayError] = []
+    for item in outgoing:
+        row = rows.get(item.draft_id)
+        found: list[str] = []
+        if row is not None and row.lead_id in blockers:
+            found = blockers[row.lead_id]
+        elif row is not None:  # gone meanwhile: the rule says so itself
+            found = await capture.contact_blockers(session, row.lead_id)
+        answers.append(_ticket(row, item, tenant_id, policy, found, now))
+    return answers
+
+
+def _ticket(
+    row: _GuardRow | None,
+    item: Outgoing,
+    tenant_id: uuid.UUID,
+    policy: Policy,
+    blockers: list[str],
+    now: datetime,
+) -> SendTicket | LeadRelayError:
+    """The send guard's checks for one draft, in order; the first refusal is the answer."""
     checks: list[dict[str, str]] = []
 
     def refuse(check: str, detail: str) -> GuardRefused:
         checks.append({"check": check, "result": "refused", "detail": detail})
         return GuardRefused(f"{check}: {detail}", errors=[{"field": check, "reason": detail}])
 
-    draft = await session.scalar(select(Draft).where(Draft.id == draft_id).with_for_update())
-    if draft is None or draft.tenant_id != tenant_id:
-        raise refuse("draft", "no such draft in this tenant")
-    revision = await current_revision(session, draft)
-    sha = content_sha256(subject, body)
-    if sha != revision.content_sha256:
-        raise refuse("content", "the text differs from the draft's current revision")
+    if row is None or row.tenant_id != tenant_id:
+        return refuse("draft", "no such draft in this tenant")
+    if row.revision_id is None:  # a draft always has its current revision: the database is broken
+        return DraftNotFound("The draft's current revision is missing.")
+    sha = content_sha256(item.subject, item.body)
+    if sha != row.revision_sha256:
+        return refuse("content", "the text differs from the draft's current revision")
     checks.append({"check": "content", "result": "ok", "detail": sha})
-    policy = await tenant_policy(session, tenant_id)
     approval_id: uuid.UUID | None = None
     if policy.approval_required:
-        approval = await session.scalar(
-            select(Approval)
-            .where(
-                Approval.draft_id == draft.id,
-                Approval.revision_id == revision.id,
-                Approval.decision == Decision.APPROVED,
-            )
-            .order_by(Approval.decided_at.desc())
-            .limit(1)
-        )
-        if approval is None or approval.content_sha256 != sha:
-            raise refuse("approval", "the current revision has no approval")
-        if approval.revoked_at is not None:
-            raise refuse("approval", f"revoked by {approval.revoked_by}")
-        if approval.expires_at is not None and approval.expires_at <= now:
-            raise refuse("approval", f"expired at {approval.expires_at.isoformat()}")
-        if draft.status != DraftStatus.APPROVED:
-            raise refuse("approval", f"the draft is {draft.status}")
-        approval_id = approval.id
-        checks.append({"check": "approval", "result": "ok", "detail": str(approval.id)})
+        if row.approval_id is None or row.approval_sha256 != sha:
+            return refuse("approval", "the current revision has no approval")
+        if row.revoked_at is not None:
+            return refuse("approval", f"revoked by {row.revoked_by}")
+        if row.expires_at is not None and row.expires_at <= now:
+            return refuse("approval", f"expired at {row.expires_at.isoformat()}")
+        if row.status != DraftStatus.APPROVED:
+            return refuse("approval", f"the draft is {row.status}")
+        approval_id = row.approval_id
+        checks.append({"check": "approval", "result": "ok", "detail": str(approval_id)})
     else:
         checks.append({"check": "approval", "result": "ok", "detail": "not required by policy"})
-    blockers = await capture.contact_blockers(session, draft.lead_id)
     if blockers:
-        raise refuse("lead", ", ".join(blockers))
+        return refuse("lead", ", ".join(blockers))
     checks.append({"check": "lead", "result": "ok", "detail": "contactable"})
-    return SendTicket(draft.id, draft.lead_id, draft.channel, sha, approval_id, checks)
+    return SendTicket(row.draft_id, row.lead_id, row.channel, sha, approval_id, checks)

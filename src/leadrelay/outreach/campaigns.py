@@ -4,15 +4,17 @@ A run (the daily schedule or an operator's "run now"):
 1. new leads matching the audience join at step 0;
 2. each member due for its step gets a draft (submitted for review: nothing leaves without a
    human-approved revision), or, once that draft is approved, a message through the same policy
-   guard as every other send; then it waits `delay_days` for the next step;
+   guard as every other send — the members' messages decided together, a chunk at a time
+   (`queueing.queue_drafts`); then it waits `delay_days` for the next step;
 3. the report (selected, joined, drafted, awaiting approval, queued, deferred, blocked by check,
    failed, stopped by reason) is stored and announced (`campaign.run_completed`).
 
-One member's trouble never stops the others (each member runs in its own savepoint and counts
-as failed); trouble that would fail every member (no sender identity, a broken template) halts
-the campaign and raises `campaign.halted`. A member whose lead opts out, or whose message the
-guard blocks for good (consent, suppression, DNC), stops there; a reply will stop it the same
-way (`stop_for_lead`, called by telemetry).
+One member's trouble never stops the others (each member's step is prepared in its own
+savepoint, and a message that cannot be made is reported for its request alone: either way the
+member counts as failed); trouble that would fail every member (no sender identity, a broken
+template) halts the campaign and raises `campaign.halted`. A member whose lead opts out, or
+whose message the guard blocks for good (consent, suppression, DNC), stops there; a reply will
+stop it the same way (`stop_for_lead`, called by telemetry).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from leadrelay.drafting.evidence import Channel, Length, Tone
 from leadrelay.drafting.llm import LlmDrafter
 from leadrelay.drafting.templates import CTA_TEXTS
 from leadrelay.identity.service import Principal
-from leadrelay.outreach import service as sending
+from leadrelay.outreach import queueing
 from leadrelay.outreach.models import (
     Campaign,
     CampaignMember,
@@ -56,6 +58,7 @@ from leadrelay.outreach.models import (
 
 MAX_AUDIENCE_PER_RUN = 5_000  # leads that may join in one run
 MAX_DUE_PER_RUN = 2_000  # members handled in one run; the rest wait for the next
+SEND_CHUNK = 500  # members' messages decided together (one transaction's chunk)
 # Blocks that no later run would clear: the member stops there.
 FINAL_BLOCKS = frozenset({"consent", "suppression", "dnc"})
 AUDIENCE_KEYS = frozenset(
@@ -313,26 +316,27 @@ async def _replied(session: AsyncSession, member: CampaignMember) -> bool:
     return found is not None
 
 
-async def _work(
+async def _prepare(
     session: AsyncSession,
     actor: Principal,
     campaign: Campaign,
     member: CampaignMember,
     report: Counter[str],
     *,
-    settings: Settings,
-    keys: str,
     drafter: LlmDrafter | None,
     policy: Policy,
     now: datetime,
-) -> None:
+) -> uuid.UUID | None:
+    """The member's step up to its message: the reply check, the draft (made now and submitted
+    for review), the review. Returns the approved draft to send; None when the member stopped
+    or waits for a reviewer."""
     step = campaign.steps[member.step]
     # Every step after the first runs only if the lead has not answered since it joined
     # ("call 3 days later if no reply"), unless the step says `"if_no_reply": false`. A reply
     # normally stops the member as it arrives; this holds even when the two cross.
     if member.step > 0 and step.get("if_no_reply", True) and await _replied(session, member):
         _stop(member, "replied", report)
-        return
+        return None
     if member.draft_id is None:
         request = drafting.DraftRequest(
             lead_id=member.lead_id,
@@ -350,44 +354,71 @@ async def _work(
             )
         except drafting.NotContactable as exc:
             _stop(member, "not contactable: " + ", ".join(e["reason"] for e in exc.errors), report)
-            return
+            return None
         except (drafting.SenderMissing, drafting.TemplateNotFound) as exc:
             raise _Halt(exc.detail) from exc
         except ValidationFailed as exc:
             if any(e.get("field") == "template" for e in exc.errors):
                 raise _Halt(f"step {member.step + 1}: {exc.detail}") from exc
             _stop(member, exc.detail, report)
-            return
+            return None
         member.draft_id = draft.id
         report["drafted"] += 1
     draft = await get_draft(session, member.draft_id)
     if draft.status == DraftStatus.PENDING and policy.approval_required:
         report["awaiting_approval"] += 1
-        return
+        return None
     if draft.status in (DraftStatus.REJECTED, DraftStatus.EXPIRED):
         _stop(member, f"draft {draft.status}", report)
-        return
-    message, _ = await sending.queue_draft(
-        session,
-        actor,
-        draft.id,
-        settings=settings,
-        keys=keys,
-        kind=MessageKind.CAMPAIGN,
-        idempotency_key=f"campaign:{campaign.id}:member:{member.id}:step:{member.step}",
-        now=now,
-    )
-    member.last_message_id = message.id
-    if message.status == MessageStatus.BLOCKED:
-        report[f"blocked:{message.blocked_by}"] += 1
-        if message.blocked_by in FINAL_BLOCKS:
-            _stop(member, f"blocked by {message.blocked_by}", report)
-        else:
-            # Approval trouble (revoked, edited): the next run drafts this step again.
-            member.draft_id = None
-        return
-    report[str(message.status)] += 1  # queued or deferred (the guard retries it when due)
-    _advance(campaign, member, now)
+        return None
+    return draft.id
+
+
+async def _send(
+    session: AsyncSession,
+    actor: Principal,
+    campaign: Campaign,
+    ready: Sequence[tuple[CampaignMember, uuid.UUID]],
+    report: Counter[str],
+    *,
+    settings: Settings,
+    keys: str,
+    now: datetime,
+) -> None:
+    """The ready members' messages through the policy guard, a chunk at a time, in member order
+    (the caps count them in that order); each member then moves on, stops or waits."""
+    for start in range(0, len(ready), SEND_CHUNK):
+        chunk = ready[start : start + SEND_CHUNK]
+        answers = await queueing.queue_drafts(
+            session,
+            actor,
+            [
+                queueing.QueueRequest(
+                    draft_id, f"campaign:{campaign.id}:member:{member.id}:step:{member.step}"
+                )
+                for member, draft_id in chunk
+            ],
+            settings=settings,
+            keys=keys,
+            kind=MessageKind.CAMPAIGN,
+            now=now,
+        )
+        for (member, _), answer in zip(chunk, answers, strict=True):
+            if isinstance(answer, LeadRelayError):  # this member's trouble; the others go on
+                report["failed"] += 1
+                report[f"failed:{answer.code}"] += 1
+                continue
+            member.last_message_id = answer.message_id
+            if answer.status == MessageStatus.BLOCKED:
+                report[f"blocked:{answer.blocked_by}"] += 1
+                if answer.blocked_by in FINAL_BLOCKS:
+                    _stop(member, f"blocked by {answer.blocked_by}", report)
+                else:
+                    # Approval trouble (revoked, edited): the next run drafts this step again.
+                    member.draft_id = None
+                continue
+            report[str(answer.status)] += 1  # queued or deferred (the guard retries it when due)
+            _advance(campaign, member, now)
 
 
 async def run(
@@ -433,17 +464,16 @@ async def run(
     )
     report["due"] = len(due)
     halted: str | None = None
+    ready: list[tuple[CampaignMember, uuid.UUID]] = []
     for member in due:
         try:
             async with session.begin_nested():
-                await _work(
+                draft_id = await _prepare(
                     session,
                     actor,
                     campaign,
                     member,
                     report,
-                    settings=settings,
-                    keys=keys,
                     drafter=drafter,
                     policy=policy,
                     now=now,
@@ -454,6 +484,11 @@ async def run(
         except LeadRelayError as exc:  # this member's trouble; the others go on
             report["failed"] += 1
             report[f"failed:{exc.code}"] += 1
+            continue
+        if draft_id is not None:
+            ready.append((member, draft_id))
+    # Members ready before a halt still send, as they did when each member sent in turn.
+    await _send(session, actor, campaign, ready, report, settings=settings, keys=keys, now=now)
     run_row.report = dict(sorted(report.items()))
     run_row.finished_at = now
     campaign.last_run_on = now.astimezone(ZoneInfo(campaign.timezone)).date().isoformat()

@@ -9,6 +9,7 @@ about the provider's health and are not counted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,9 +52,18 @@ async def record(
     session: AsyncSession, provider: str, result: SendResult, now: datetime
 ) -> CircuitView | None:
     """Count the answer: a success closes the circuit, a transient failure may open it."""
-    if provider in UNGUARDED or result.status == "permanent":
+    return await record_many(session, provider, [result], now)
+
+
+async def record_many(
+    session: AsyncSession, provider: str, results: Sequence[SendResult], now: datetime
+) -> CircuitView | None:
+    """Count a chunk's answers in the order they came: the state recording them one by one
+    would leave, with one read when the provider is healthy and every answer a success."""
+    counted = [r for r in results if r.status != "permanent"]
+    if provider in UNGUARDED or not counted:
         return None
-    if result.status == "sent":
+    if all(r.status == "sent" for r in counted):
         # The common case, a healthy provider: a plain read, no lock and no write, so concurrent
         # deliveries do not queue behind one row.
         healthy = await session.scalar(
@@ -65,6 +75,17 @@ async def record(
         )
         if healthy is not None:
             return None
+    current = await _locked(session, provider, now)
+    if current is None:  # inserted above or by a racing worker: one of them holds
+        return None
+    for result in counted:
+        _count(current, result, now)
+    current.updated_at = now
+    return view(current)
+
+
+async def _locked(session: AsyncSession, provider: str, now: datetime) -> ProviderCircuit | None:
+    """The provider's row FOR UPDATE, created closed on its first answer."""
     current = await session.scalar(
         select(ProviderCircuit).where(ProviderCircuit.provider == provider).with_for_update()
     )
@@ -77,21 +98,21 @@ async def record(
         current = await session.scalar(
             select(ProviderCircuit).where(ProviderCircuit.provider == provider).with_for_update()
         )
-    if current is None:  # inserted above or by a racing worker: one of them holds
-        return None
+    return current
+
+
+def _count(current: ProviderCircuit, result: SendResult, now: datetime) -> None:
     if result.status == "sent":
         current.state, current.consecutive_failures, current.opened_until = "closed", 0, None
-    else:
-        current.consecutive_failures += 1
-        current.last_error = result.detail[:500]
-        if current.consecutive_failures >= FAILURES_TO_OPEN:
-            # Every failure beyond the threshold doubles the wait: a provider that stays down
-            # is probed less and less often.
-            extra = current.consecutive_failures - FAILURES_TO_OPEN
-            current.state = "open"
-            current.opened_until = now + min(FIRST_OPEN * 2**extra, MAX_OPEN)
-    current.updated_at = now
-    return view(current)
+        return
+    current.consecutive_failures += 1
+    current.last_error = result.detail[:500]
+    if current.consecutive_failures >= FAILURES_TO_OPEN:
+        # Every failure beyond the threshold doubles the wait: a provider that stays down
+        # is probed less and less often.
+        extra = current.consecutive_failures - FAILURES_TO_OPEN
+        current.state = "open"
+        current.opened_until = now + min(FIRST_OPEN * 2**extra, MAX_OPEN)
 
 
 def view(row: ProviderCircuit) -> CircuitView:

@@ -1,65 +1,51 @@
-"""Outreach's queue tasks: deliver a queued message; release deferred ones when due."""
+"""Outreach's queue tasks: deliver queued messages, a chunk at a time; release deferred ones when
+due; run campaigns; e-mail their reports."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import all_tenant_ids
-from leadrelay.core.jobs import defer, job_app, retry_strategy, runtime
+from leadrelay.core.jobs import job_app, retry_strategy, runtime
 from leadrelay.core.settings import Settings
 from leadrelay.drafting.evidence import Channel
 from leadrelay.drafting.llm import LlmDrafter, llm_settings
 from leadrelay.drafting.service import sender_settings
 from leadrelay.identity.models import Tenant
 from leadrelay.identity.service import system_principal
-from leadrelay.outreach import campaigns, providers, service
+from leadrelay.outreach import campaigns, delivery, providers, service
 from leadrelay.outreach.channels.base import OutboundEmail, SendResult
 from leadrelay.outreach.channels.dryrun import DryRunChannel
 from leadrelay.outreach.models import Campaign, CampaignRun
-
-DELIVER_TASK = "outreach.deliver"
+from leadrelay.outreach.queueing import DELIVER_TASK
 
 
 @job_app.task(name=DELIVER_TASK, retry=retry_strategy())
-async def deliver(*, tenant_id: str, message_id: str, correlation_id: str | None = None) -> str:
-    """Hand one message to its channel. Three steps, two transactions: mark it `sending` and
-    commit, call the channel with no transaction open, record the answer (and schedule a retry
-    for a transient failure)."""
-    tenant, message = uuid.UUID(tenant_id), uuid.UUID(message_id)
-    settings, db = runtime().settings, runtime().db
-    keys = runtime().secret_keys()
-    async with db.session(tenant) as session:
-        now = utcnow()
-        wait = await service.circuit_wait(session, message, now=now)
-        if wait is not None:
-            await defer(
-                session,
-                DELIVER_TASK,
-                schedule_in_seconds=max((wait - now).total_seconds(), 1.0),
-                tenant_id=tenant_id,
-                message_id=message_id,
-            )
-            return "provider circuit open: waiting"
-        handover = await service.begin_delivery(
-            session, message, settings=settings, keys=keys, now=now
-        )
-    if handover is None:
-        return "nothing to send"
-    result = await service.hand_over(handover, settings)
-    async with db.session(tenant) as session:
-        row, retry_in = await service.finish_delivery(
-            session, message, result, settings=settings, keys=keys, now=utcnow()
-        )
-        if retry_in is not None:
-            await defer(
-                session,
-                DELIVER_TASK,
-                schedule_in_seconds=retry_in,
-                tenant_id=tenant_id,
-                message_id=message_id,
-            )
-        return str(row.status)
+async def deliver(
+    *,
+    tenant_id: str,
+    message_id: str | None = None,
+    message_ids: list[str] | None = None,
+    correlation_id: str | None = None,
+) -> str:
+    """Hand a chunk of messages (`message_ids`, or one `message_id`) to their channels: mark
+    them `sending` and commit, call the channels with no transaction open, record the answers
+    (retries and messages waiting for a provider's circuit get jobs of their own)."""
+    ids = [uuid.UUID(m) for m in ([message_id] if message_id else []) + (message_ids or [])]
+    settings = runtime().settings
+    outcomes = await delivery.deliver_messages(
+        runtime().db,
+        uuid.UUID(tenant_id),
+        ids,
+        settings=settings,
+        keys=runtime().secret_keys(),
+    )
+    counted = Counter(str(outcome.status) for outcome in outcomes)
+    return ", ".join(f"{status} {count}" for status, count in sorted(counted.items())) or (
+        "nothing to send"
+    )
 
 
 @job_app.periodic(cron="* * * * *")

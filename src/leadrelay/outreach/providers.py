@@ -64,19 +64,25 @@ def dkim_key(settings: Settings) -> DkimKey | None:
     return _dkim_key(settings.dkim_domain, settings.dkim_selector, settings.dkim_private_key_path)
 
 
-def email_channel(provider: str, settings: Settings) -> EmailChannel | None:
-    if provider == "smtp" and _email_ready(settings):
-        return SmtpChannel(
-            SmtpSettings(
-                host=settings.smtp_host,
-                port=settings.smtp_port or None,
-                security=settings.smtp_security,
-                username=settings.smtp_username or None,
-                password=settings.smtp_password.get_secret_value() or None,
-                timeout=settings.smtp_timeout_seconds,
-                dkim_key=dkim_key(settings),
-            )
+def smtp_channel(settings: Settings) -> SmtpChannel | None:
+    if settings.email_provider != "smtp" or not _email_ready(settings):
+        return None
+    return SmtpChannel(
+        SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port or None,
+            security=settings.smtp_security,
+            username=settings.smtp_username or None,
+            password=settings.smtp_password.get_secret_value() or None,
+            timeout=settings.smtp_timeout_seconds,
+            dkim_key=dkim_key(settings),
         )
+    )
+
+
+def email_channel(provider: str, settings: Settings) -> EmailChannel | None:
+    if provider == "smtp":
+        return smtp_channel(settings)
     if provider == "sendgrid" and _email_ready(settings):
         return SendGridChannel(
             SendGridSettings(api_key=settings.sendgrid_api_key, base_url=settings.sendgrid_base_url)

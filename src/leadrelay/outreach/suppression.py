@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.capture.normalize import normalize_email, normalize_phone
 from leadrelay.compliance.audit import append_events
+from leadrelay.core.db import raw_connection
 from leadrelay.core.errors import NotFound, ValidationFailed
-from leadrelay.core.security import keyed_hash
+from leadrelay.core.security import keyed_hash, keyed_hasher
 from leadrelay.identity.service import Principal
 from leadrelay.outreach.models import (
     Consent,
@@ -165,6 +166,82 @@ async def dnc_lists(session: AsyncSession, keys: str, phone: str | None) -> list
     return sorted(
         await session.scalars(select(DncEntry.list_name).where(DncEntry.phone_hash == digest))
     )
+
+
+# --- the same look-ups for a chunk of messages (the send path) ---------------------------------
+
+
+async def suppression_reasons_for(
+    session: AsyncSession, keys: str, addresses: Iterable[tuple[AddressKind, str]]
+) -> dict[tuple[AddressKind, str], str]:
+    """`suppression_reasons` for many (kind, address) pairs in one statement: the reason of each
+    suppressed one ("email_opted_out" …); e-mails are casefolded here, as there."""
+    hashers = {kind: keyed_hasher(keys, f"suppression:{kind}") for kind in ("email", "phone")}
+    wanted: dict[tuple[str, str], tuple[AddressKind, str]] = {}
+    for kind, address in addresses:
+        normalized = address.casefold() if kind == "email" else address
+        wanted[(kind, hashers[kind](normalized))] = (kind, address)
+    if not wanted:
+        return {}
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await cursor.execute(
+            "SELECT address_kind, address_hash, reason FROM suppressions "
+            "WHERE address_hash = ANY(%s)",
+            ([digest for _, digest in wanted],),
+        )
+        rows = await cursor.fetchall()
+    found: dict[tuple[AddressKind, str], str] = {}
+    for row_kind, digest, reason in rows:
+        pair = wanted.get((row_kind, digest))
+        if pair is not None:
+            found[pair] = f"{row_kind}_{reason}"
+    return found
+
+
+async def dnc_lists_for(
+    session: AsyncSession, keys: str, phones: Iterable[str]
+) -> dict[str, list[str]]:
+    """`dnc_lists` for many E.164 numbers in one statement: the lists holding each listed one."""
+    hasher = keyed_hasher(keys, "suppression:phone")
+    wanted = {hasher(phone): phone for phone in phones}
+    if not wanted:
+        return {}
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await cursor.execute(
+            "SELECT phone_hash, list_name FROM dnc_entries WHERE phone_hash = ANY(%s)",
+            (list(wanted),),
+        )
+        rows = await cursor.fetchall()
+    lists: dict[str, list[str]] = {}
+    for digest, name in rows:
+        lists.setdefault(wanted[digest], []).append(name)
+    return {phone: sorted(names) for phone, names in lists.items()}
+
+
+async def consent_states(
+    session: AsyncSession, wanted: Iterable[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], tuple[ConsentState, datetime]]:
+    """`consent_state` for many (lead, channel) pairs in one statement: the newest record's
+    state and time, for the pairs that have one."""
+    pairs = set(wanted)
+    if not pairs:
+        return {}
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await cursor.execute(
+            "SELECT DISTINCT ON (lead_id, channel) lead_id, channel, state, recorded_at "
+            "FROM consents WHERE lead_id = ANY(%s) AND channel = ANY(%s) "
+            "ORDER BY lead_id, channel, recorded_at DESC",
+            (list({lead for lead, _ in pairs}), list({channel for _, channel in pairs})),
+        )
+        rows = await cursor.fetchall()
+    return {
+        (lead, channel): (ConsentState(state), recorded_at)
+        for lead, channel, state, recorded_at in rows
+        if (lead, channel) in pairs
+    }
 
 
 @dataclass

@@ -89,8 +89,11 @@ def mask_recipients(detail: str, recipients: Iterable[str]) -> str:
     """A provider's text without the recipients' addresses (they stay out of logs), on one
     line, bounded."""
     for recipient in recipients:
-        if recipient:
-            detail = re.sub(re.escape(recipient), "[recipient]", detail, flags=re.IGNORECASE)
+        if not recipient:
+            continue
+        if detail.isascii() and recipient.isascii() and recipient.lower() not in detail.lower():
+            continue  # it cannot match: spare compiling a pattern per message
+        detail = re.sub(re.escape(recipient), "[recipient]", detail, flags=re.IGNORECASE)
     return " ".join(detail.split())[:MAX_DETAIL]
 
 

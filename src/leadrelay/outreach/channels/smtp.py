@@ -1,4 +1,5 @@
-"""SMTP submission with aiosmtplib: one connection per message, envelope sender = From address.
+"""SMTP submission with aiosmtplib, envelope sender = From address: one connection per message
+(`SmtpChannel.send`), or one connection for many in a row (`SmtpChannel.session`).
 
 Outcomes, by the reply that ended the attempt:
 - 250 after DATA: `sent`; the provider id is our Message-ID, the one id bounces quote back.
@@ -43,7 +44,8 @@ class SmtpSettings:
     unless `allow_plaintext_auth` is set. Certificates are checked against the system's trust
     store, or `ca_file` (a PEM bundle), or the given `tls_context`. `timeout` is in seconds and
     applies to the connection and each command. `throttle_retry_after` is what a throttling
-    reply is worth in seconds: SMTP replies carry no Retry-After.
+    reply is worth in seconds: SMTP replies carry no Retry-After. A session
+    (`SmtpChannel.session`) carries at most `messages_per_connection` messages on one connection.
     """
 
     host: str
@@ -59,6 +61,7 @@ class SmtpSettings:
     message_id_domain: str | None = None
     throttle_retry_after: float = 60.0
     allow_plaintext_auth: bool = False
+    messages_per_connection: int = 100
 
     def __post_init__(self) -> None:
         if self.security not in get_args(SmtpSecurity):
@@ -69,6 +72,8 @@ class SmtpSettings:
             raise ValueError("port must be between 1 and 65535")
         if self.timeout <= 0 or self.throttle_retry_after < 0:
             raise ValueError("timeout must be positive and throttle_retry_after not negative")
+        if self.messages_per_connection < 1:
+            raise ValueError("messages_per_connection must be at least 1")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
         if self.username is not None and self.security == "none" and not self.allow_plaintext_auth:
@@ -87,14 +92,30 @@ class SmtpChannel:
         self._clock = clock
 
     async def send(self, message: OutboundEmail) -> SendResult:
+        """One message on a connection of its own."""
+        async with self.session() as session:
+            return await session.send(message)
+
+    @property
+    def settings(self) -> SmtpSettings:
+        return self._settings
+
+    def session(self) -> SmtpSession:
+        """A connection that carries many messages, one after another (`SmtpSession`)."""
+        return SmtpSession(self)
+
+    def render(self, message: OutboundEmail) -> RenderedEmail:
         settings = self._settings
-        rendered = render_email(
+        return render_email(
             message,
             now=self._clock(),
             dkim_key=settings.dkim_key,
             message_id_domain=settings.message_id_domain,
         )
-        client = aiosmtplib.SMTP(
+
+    def client(self) -> aiosmtplib.SMTP:
+        settings = self._settings
+        return aiosmtplib.SMTP(
             hostname=settings.host,
             port=settings.effective_port,
             username=settings.username,
@@ -106,22 +127,15 @@ class SmtpChannel:
             tls_context=settings.tls_context,
             cert_bundle=settings.ca_file,
         )
-        try:
-            result, polite = await self._attempt(client, rendered)
-            if polite and client.is_connected:
-                # The message's fate is decided; a failed goodbye changes nothing.
-                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                    await client.quit()
-        finally:
-            client.close()  # also when the job is cancelled mid-conversation
-        return result
 
-    async def _attempt(
+    async def attempt(
         self, client: aiosmtplib.SMTP, rendered: RenderedEmail
     ) -> tuple[SendResult, bool]:
-        """The result, and whether the connection is still fit for a polite QUIT."""
+        """The result, and whether the connection is still fit to carry on (or for a polite
+        QUIT)."""
         try:
-            await client.connect()
+            if not client.is_connected:
+                await client.connect()
             _, reply = await client.sendmail(
                 rendered.envelope_from,
                 [rendered.envelope_to],
@@ -130,9 +144,10 @@ class SmtpChannel:
             )
         except aiosmtplib.SMTPRecipientsRefused as error:
             refused = error.recipients[0]
-            return self._reply(refused.code, refused.message, rendered), True
+            return self._reply(refused.code, refused.message, rendered), refused.code != 421
         except aiosmtplib.SMTPResponseException as error:
-            return self._reply(error.code, error.message, rendered), True
+            # 421: the relay is closing the connection (RFC 5321 3.8).
+            return self._reply(error.code, error.message, rendered), error.code != 421
         except TimeoutError as error:  # aiosmtplib's timeouts included
             detail = f"timed out after {self._settings.timeout:g}s: {error}"
             return self._result("transient", detail, rendered), False
@@ -175,3 +190,53 @@ class SmtpChannel:
             retry_after=retry_after,
             raw=rendered.raw,
         )
+
+
+class SmtpSession:
+    """One relay connection carrying many messages, one mail transaction after another (RFC 5321
+    allows any number per session): the connection, greeting and TLS handshake are paid once,
+    not per message. It connects on first use; after a failure that leaves the connection
+    unfit (timeout, drop, 421) the next message gets a new one, as it does after
+    `settings.messages_per_connection` messages (relays cap them). Each message is attempted
+    once, on the connection at hand, and classified as `SmtpChannel.send` classifies it.
+
+    Use it as an async context manager: leaving says goodbye (QUIT) when the connection is fit
+    for it, and closes the socket in any case, also when the caller is cancelled."""
+
+    def __init__(self, channel: SmtpChannel) -> None:
+        self._channel = channel
+        self._client: aiosmtplib.SMTP | None = None
+        self._carried = 0  # messages on the current connection
+        self._fit = True  # the current connection can carry on
+
+    async def __aenter__(self) -> SmtpSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        cancelled = exc_info[0] is not None
+        await self._retire(polite=not cancelled)
+
+    async def send(self, message: OutboundEmail) -> SendResult:
+        rendered = self._channel.render(message)
+        limit = self._channel.settings.messages_per_connection
+        if self._client is not None and (
+            not self._fit or not self._client.is_connected or self._carried >= limit
+        ):
+            await self._retire(polite=self._fit)
+        if self._client is None:
+            self._client, self._carried, self._fit = self._channel.client(), 0, True
+        result, self._fit = await self._channel.attempt(self._client, rendered)
+        self._carried += 1
+        return result
+
+    async def _retire(self, *, polite: bool) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if polite and self._fit and client.is_connected:
+                # The messages' fates are decided; a failed goodbye changes nothing.
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    await client.quit()
+        finally:
+            client.close()
