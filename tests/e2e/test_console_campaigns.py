@@ -18,14 +18,23 @@ import httpx
 import pytest
 from playwright.async_api import Dialog, Page, expect
 
+from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
 from leadrelay.core.jobs import JobRuntime
+from leadrelay.core.settings import Settings
 from leadrelay.identity.models import Role
 from leadrelay.identity.service import get_tenant
 from tests.e2e.conftest import Screenshot
 from tests.e2e.test_console import open_from_nav, sign_in
 from tests.e2e.test_console_scoring_routing import csrf_token
 from tests.factories import TenantCtx, TenantFactory
+from tests.outreach.test_call_schedule import (
+    approved_call_campaign,
+    next_in_paris,
+    release_at,
+    run_at,
+    seed_callers,
+)
 from tests.outreach.test_campaigns import STEPS, seed
 from tests.support import run_jobs
 
@@ -371,6 +380,58 @@ class TestReadOnly:
         missing = await page.goto(f"/console/campaigns/{uuid.uuid4()}")
         assert missing is not None
         assert missing.status == 404
+
+
+class TestScheduledCalls:
+    async def test_the_page_shows_the_calls_a_run_spread_across_the_window(
+        self,
+        page: Page,
+        tenants: TenantFactory,
+        db: Database,
+        client: httpx.AsyncClient,
+        settings: Settings,
+        screenshot: Screenshot,
+    ) -> None:
+        """A run on Monday at 09:00 in Paris schedules the four calls at 11:00, 12:30, 14:00
+        and 15:30 there; the page says how many wait and when, the run's report how many it
+        scheduled; once a call's time has come it no longer waits."""
+        tenant = await tenants.create("Call Co")
+        await seed_callers(client, tenant)
+        campaign_id = await approved_call_campaign(client, tenant)
+        monday = next_in_paris(utcnow(), 0, 9)
+        await run_at(db, tenant, settings, campaign_id, monday)
+        day = f"{monday:%a} {monday.day} {monday:%b}"
+
+        await sign_in(page, await tenant.user(Role.MANAGER))
+        await page.goto(f"/console/campaigns/{campaign_id}")
+        waiting = page.get_by_test_id("scheduled-calls")
+        await expect(waiting).to_have_attribute("data-count", "4")
+        await expect(waiting.get_by_test_id("scheduled-span")).to_have_text(
+            f"4 calls waiting for their time: {day} 11:00 – 15:30 (Europe/Paris)"
+        )
+        runs = page.get_by_test_id("run")
+        await expect(runs).to_have_count(2)
+        newest = runs.first
+        await expect(counter(newest, "scheduled")).to_have_text("4")
+        await expect(newest.locator("[data-counter='scheduled'] th")).to_have_text(
+            "Calls scheduled"
+        )
+        await expect(newest.locator("[data-counter='queued']")).to_have_count(0)
+        await expect(newest.get_by_test_id("run-scheduled")).to_have_text(
+            f"Calls scheduled for {day} 11:00 – 15:30 (Europe/Paris)"
+        )
+        await expect(runs.nth(1).get_by_test_id("run-scheduled")).to_have_count(0)
+        await expect(page.get_by_test_id("runs-chart")).to_have_attribute("data-drawn", "true")
+        assert (await chart_data(page))["scheduled"] == [0, 4]
+        await shoot(page, screenshot, "campaign-scheduled-calls")
+
+        # The first call's time comes: it goes through the guard, the others still wait.
+        await release_at(db, tenant, settings, monday.replace(hour=11))
+        await page.reload()
+        await expect(waiting).to_have_attribute("data-count", "3")
+        await expect(waiting.get_by_test_id("scheduled-span")).to_have_text(
+            f"3 calls waiting for their time: {day} 12:30 – 15:30 (Europe/Paris)"
+        )
 
 
 class TestHalted:

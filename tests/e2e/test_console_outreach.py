@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,7 @@ CHECKS = [
     "domain_throttle",
     "country_call_cap",
     "cooldown",
+    "schedule",
     "local_time",
 ]
 DNC_CSV = "phone,name\n+12127365000,Front desk\n(415) 555-2671,Sales\nnot a number,Broken\n"
@@ -272,6 +274,147 @@ class TestOutreach:
         # Back on the list, the banner still says dry-run: the server forces it.
         await open_from_nav(page, "Outreach")
         await expect(page.get_by_test_id("mode-banner")).to_have_attribute("data-mode", "dry-run")
+
+
+async def post_policy(page: Page, act: Callable[[], Awaitable[None]]) -> int:
+    """Submit the policy form (save, add a row, remove one, Enter) and wait for the answer."""
+    async with page.expect_response(
+        lambda r: r.url.endswith("/console/outreach/policy") and r.request.method == "POST"
+    ) as answer:
+        await act()
+    return (await answer.value).status
+
+
+class TestCountryRules:
+    async def test_add_refuse_save_see_back_and_remove_country_rows(
+        self,
+        page: Page,
+        tenants: TenantFactory,
+        db: Database,
+        client: httpx.AsyncClient,
+        settings: Settings,
+        screenshot: Screenshot,
+    ) -> None:
+        tenant = await tenants.create("Countries Co")
+        await sign_in(page, await tenant.user(Role.ADMIN))
+        await page.goto("/console/outreach/policy")
+        await expect(page.get_by_test_id("no-country-rules")).to_be_visible()
+        rows = page.get_by_test_id("country-row")
+
+        # --- a row added, filled wrongly: each mistake at its field -------------------------
+        assert await post_policy(page, page.get_by_test_id("country-add").click) == 200
+        await expect(rows).to_have_count(1)
+        await expect(page.get_by_test_id("policy-notices")).to_contain_text("Row added")
+        first = rows.nth(0)
+        await expect(first.locator("[data-testid=country-day]:checked")).to_have_count(5)
+        await first.get_by_test_id("country-code").fill("ZZ")
+        await first.get_by_test_id("country-cap").fill("3")
+        await first.get_by_test_id("country-start").fill("18:00")
+        await first.get_by_test_id("country-end").fill("09:00")
+        assert await post_policy(page, page.get_by_test_id("policy-save").click) == 422
+        await expect(page.locator("#country-0-code-error")).to_have_text(
+            "ZZ is not an ISO 3166 alpha-2 country code."
+        )
+        await expect(page.locator("#country-0-end-error")).to_contain_text("Ends before it starts")
+        await expect(first.get_by_test_id("country-code")).to_have_attribute("aria-invalid", "true")
+        await expect(page.locator("#country-0-cap-error")).to_have_count(0)
+        await expect(first.get_by_test_id("country-start")).to_have_value("18:00")  # kept
+        await first.get_by_test_id("country-code").fill("uk")
+        assert await post_policy(page, page.get_by_test_id("policy-save").click) == 422
+        await expect(page.locator("#country-0-code-error")).to_contain_text("Did you mean GB?")
+        await shoot(page, screenshot, "outreach-policy-country-refused")
+
+        # --- fixed, a second country added, saved, and read back ----------------------------
+        await first.get_by_test_id("country-code").fill("GB")
+        await first.get_by_test_id("country-start").fill("09:00")
+        await first.get_by_test_id("country-end").fill("12:00")
+        await first.locator("[data-testid=country-day][data-day='4']").uncheck()  # no Friday
+        assert (
+            await post_policy(page, page.get_by_test_id("country-add").click) == 200
+        )  # what was typed stays
+        await expect(rows).to_have_count(2)
+        await expect(first.get_by_test_id("country-code")).to_have_value("GB")
+        second = rows.nth(1)
+        await second.get_by_test_id("country-code").fill("FR")
+        await second.get_by_test_id("country-cap").fill("2")
+        assert await post_policy(page, page.get_by_test_id("policy-save").click) == 200
+        await expect(page.get_by_test_id("policy-notices")).to_contain_text("saved")
+        await page.reload()
+        await expect(rows).to_have_count(2)
+        await expect(rows.nth(0)).to_have_attribute("data-country", "FR")  # in code order
+        await expect(rows.nth(0).get_by_test_id("country-cap")).to_have_value("2")
+        await expect(rows.nth(0).get_by_test_id("country-start")).to_have_value("")
+        gb = page.locator("[data-testid=country-row][data-country=GB]")
+        await expect(gb.get_by_test_id("country-cap")).to_have_value("3")
+        await expect(gb.get_by_test_id("country-end")).to_have_value("12:00")
+        await expect(gb.locator("[data-testid=country-day]:checked")).to_have_count(4)
+        await shoot(page, screenshot, "outreach-policy-countries")
+        async with db.session(tenant.id) as session:
+            view = service.outreach_policy(await get_tenant(session, tenant.id), settings)
+        assert view.country_call_caps == {"FR": 2, "GB": 3}
+        assert view.country_call_windows == {
+            "GB": {"start": "09:00", "end": "12:00", "days": [0, 1, 2, 3]}
+        }
+
+        # Enter in a field saves (nothing changed), it does not remove the first row.
+        assert (
+            await post_policy(page, lambda: gb.get_by_test_id("country-cap").press("Enter")) == 200
+        )
+        await expect(page.get_by_test_id("policy-notices")).to_contain_text("Nothing changed")
+        await expect(rows).to_have_count(2)
+
+        # --- removed from the form, then saved ----------------------------------------------
+        fr_remove = page.get_by_role("button", name="Remove the row for FR")
+        assert await post_policy(page, fr_remove.click) == 200
+        await expect(rows).to_have_count(1)
+        await expect(rows.nth(0)).to_have_attribute("data-country", "GB")
+        async with db.session(tenant.id) as session:
+            view = service.outreach_policy(await get_tenant(session, tenant.id), settings)
+        assert view.country_call_caps == {"FR": 2, "GB": 3}  # not saved yet
+        assert await post_policy(page, page.get_by_test_id("policy-save").click) == 200
+        await page.reload()
+        await expect(rows).to_have_count(1)
+        async with db.session(tenant.id) as session:
+            view = service.outreach_policy(await get_tenant(session, tenant.id), settings)
+        assert view.country_call_caps == {"GB": 3}
+
+        # Audited like the rest of the form, with the rules before and after.
+        admin = await tenant.headers(Role.ADMIN)
+        events = (
+            await client.get(
+                "/v1/audit", params={"action": "outreach.policy_changed"}, headers=admin
+            )
+        ).json()
+        assert [e["data"]["after"]["country_call_caps"] for e in events] == [
+            {"GB": 3},
+            {"FR": 2, "GB": 3},
+        ]
+
+        # A cap below zero, as a hand-made request would send it: refused at its field.
+        token = await csrf_token(page)
+        defaults = {
+            "csrf_token": token,
+            "mode": "dry_run",
+            "cap_email": "200",
+            "cap_sms": "100",
+            "cap_whatsapp": "100",
+            "cap_voice": "50",
+            "domain_hourly_cap": "5",
+            "cooldown_days": "30",
+        }
+        form = {**defaults, "country-0-code": "DE", "country-0-cap": "-1"}
+        response = await page.request.post("/console/outreach/policy", form=form)
+        assert response.status == 422
+        html = await response.text()
+        assert 'id="country-0-cap-error"' in html
+        assert "A whole number from 0 to 1,000,000" in html
+        # A post without the table (an older page) leaves the rules as they are.
+        form = {**defaults, "cooldown_days": "20"}
+        response = await page.request.post("/console/outreach/policy", form=form)
+        assert response.status == 200
+        async with db.session(tenant.id) as session:
+            view = service.outreach_policy(await get_tenant(session, tenant.id), settings)
+        assert (view.cooldown_days, view.country_call_caps) == (20, {"GB": 3})
 
 
 class TestSuppressions:

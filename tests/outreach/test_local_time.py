@@ -22,6 +22,7 @@ from leadrelay.outreach.local_time import (
     is_open,
     local_reading,
     mask_number,
+    next_close,
     next_open,
     quiet_hours,
     recipient_zones,
@@ -285,6 +286,40 @@ def test_no_window_or_no_zone_never_opens() -> None:
     assert next_open(CALLS, [], now) is None
 
 
+# --- when the window closes ---------------------------------------------------------------
+
+
+def test_calls_close_at_five_on_the_recipients_clock() -> None:
+    opened = at(NEW_YORK, 2025, 6, 2, 11, 0)
+    assert next_close(CALLS, ["America/New_York"], opened) == datetime(
+        2025, 6, 2, 21, 0, tzinfo=UTC
+    )
+
+
+def test_a_window_across_midnight_closes_the_next_morning() -> None:
+    night = (Window("22:00", "06:00", frozenset({4})),)  # Friday night
+    opened = at(TOKYO, 2025, 6, 6, 23, 0)
+    assert next_close(night, ["Asia/Tokyo"], opened) == at(TOKYO, 2025, 6, 7, 6, 0)
+
+
+def test_back_to_back_windows_are_one_span() -> None:
+    split = (Window("11:00", "13:00", WEEKDAYS), Window("13:00", "17:00", WEEKDAYS))
+    opened = at(NEW_YORK, 2025, 6, 2, 12, 0)
+    assert next_close(split, ["America/New_York"], opened) == at(NEW_YORK, 2025, 6, 2, 17, 0)
+
+
+def test_several_zones_close_with_the_first_to_close() -> None:
+    zones = ["America/Boise", "America/Los_Angeles"]
+    opened = datetime(2025, 6, 2, 18, 0, tzinfo=UTC)  # 11:00 in Los Angeles, 12:00 in Boise
+    assert next_close(CALLS, zones, opened) == datetime(2025, 6, 2, 23, 0, tzinfo=UTC)
+
+
+def test_a_window_open_around_the_clock_never_closes_within_the_span() -> None:
+    always = (Window("00:00", "24:00"),)
+    now = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+    assert next_close(always, ["Europe/Paris"], now) is None
+
+
 def test_refuses_naive_instants_and_unknown_zones() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         next_open(CALLS, ["UTC"], datetime(2025, 6, 2, 12, 0))  # noqa: DTZ001
@@ -396,3 +431,28 @@ def test_next_day_starts_after_now_on_a_new_date(zone: str, now: datetime) -> No
     local = ZoneInfo(zone)
     assert start.astimezone(local).date() > now.astimezone(local).date()
     assert (start - timedelta(seconds=1)).astimezone(local).date() == now.astimezone(local).date()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    windows=windows_strategy,
+    zones=st.lists(st.sampled_from(ZONES), min_size=1, max_size=2, unique=True),
+    now=instants,
+)
+def test_next_close_ends_the_span_next_open_starts(
+    windows: Windows, zones: list[str], now: datetime
+) -> None:
+    start = next_open(windows, zones, now, within=timedelta(days=3))
+    if start is None:
+        return
+    end = next_close(windows, zones, start, within=timedelta(days=2))
+    until = end or start + timedelta(days=2)
+    assert until > start
+    # Open all along (probed every 10 minutes and just before the end), closed at the end.
+    probe = start
+    while probe < until:
+        assert is_open(windows, zones, probe)
+        probe += timedelta(minutes=10)
+    assert is_open(windows, zones, until - timedelta(seconds=1))
+    if end is not None:
+        assert not is_open(windows, zones, end)

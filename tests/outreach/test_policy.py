@@ -91,6 +91,7 @@ def test_allows_a_clean_call_and_traces_every_check_in_order() -> None:
         StepOutcome.SKIPPED,  # domain throttle: email only
         StepOutcome.SKIPPED,  # no call cap for the US
         StepOutcome.PASSED,  # cooldown
+        StepOutcome.SKIPPED,  # schedule: not scheduled
         StepOutcome.PASSED,  # local time
     ]
     assert step(decision, Check.LOCAL_TIME)[1].startswith("it is Monday 12:00 in America/New_York")
@@ -366,6 +367,50 @@ def test_cooldown_blocks_until_thirty_days_after_the_last_contact() -> None:
     assert step(none, Check.COOLDOWN)[0] is StepOutcome.SKIPPED
 
 
+# --- schedule ------------------------------------------------------------------------------
+
+
+def test_a_scheduled_message_waits_for_its_time_then_meets_the_window() -> None:
+    # Monday 09:00 in New York: scheduled for 13:30, before the call window even opens.
+    nine = datetime(2025, 6, 2, 13, 0, tzinfo=UTC)
+    half_past_one = datetime(2025, 6, 2, 17, 30, tzinfo=UTC)
+    call = message(not_before=half_past_one)
+    waiting = decide(call, facts(), Policy(), nine)
+    assert waiting.blocked_by == Check.SCHEDULE
+    assert waiting.retry_at == half_past_one
+    assert "waits until then" in (waiting.reason or "")
+    assert Check.LOCAL_TIME not in [s.check for s in waiting.trace]  # read at its time
+    due = decide(call, facts(), Policy(), half_past_one)
+    assert due.allowed
+    assert step(due, Check.SCHEDULE) == (
+        StepOutcome.PASSED,
+        "scheduled for 2025-06-02T17:30:00+00:00: its time has come",
+    )
+
+
+def test_a_scheduled_message_that_could_never_go_is_refused_at_once() -> None:
+    call = message(not_before=NOW + timedelta(hours=3))
+    decision = decide(call, facts(suppressions=("opted_out",)), Policy(), NOW)
+    assert decision.blocked_by == Check.SUPPRESSION
+    assert decision.retry_at is None
+
+
+def test_an_earlier_block_does_not_pull_a_scheduled_message_forward() -> None:
+    later = NOW + timedelta(hours=3)
+    cooling = facts(counters={"last_contact_at": NOW - timedelta(days=30) + timedelta(hours=1)})
+    decision = decide(message(not_before=later), cooling, Policy(), NOW)
+    assert decision.blocked_by == Check.COOLDOWN
+    assert decision.retry_at == later  # the cooldown ends in an hour; its time is in three
+    capped = decide(message(not_before=later), facts(counters={"sent_today": 50}), Policy(), NOW)
+    assert capped.blocked_by == Check.DAILY_CAP
+    assert capped.retry_at == datetime(2025, 6, 3, tzinfo=UTC)  # it clears after its time
+
+
+def test_a_scheduled_time_must_be_an_instant() -> None:
+    with pytest.raises(ValueError, match="not_before must be timezone-aware"):
+        message(not_before=datetime(2025, 6, 2, 12))  # noqa: DTZ001
+
+
 # --- local time ----------------------------------------------------------------------------
 
 
@@ -617,6 +662,9 @@ def scenarios(draw: st.DrawFn) -> tuple[OutboundMessage, Facts, Policy, datetime
         draw(st.sampled_from(RECIPIENTS[channel])),
         country=draw(st.sampled_from([None, "US", "JP", "FR", "GB", "DE", "ES", "usa"])),
         lead_zone=draw(st.sampled_from([None, None, "Europe/Berlin", "Asia/Tokyo", "Nowhere/X"])),
+        not_before=draw(
+            st.sampled_from([None, None, now - timedelta(hours=1), now + timedelta(hours=2)])
+        ),
     )
     ago = st.timedeltas(min_value=timedelta(0), max_value=timedelta(minutes=90))
     consent_at = draw(st.sampled_from([None, now - timedelta(days=3), now + timedelta(hours=1)]))

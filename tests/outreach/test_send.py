@@ -134,6 +134,7 @@ class TestDryRun:
             "domain_throttle",
             "country_call_cap",
             "cooldown",
+            "schedule",
             "local_time",
         ]
         assert "dana@" not in str(message["policy_trace"])  # no address in the trace

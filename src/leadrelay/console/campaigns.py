@@ -6,7 +6,9 @@ The rules are the service's (`outreach.campaigns`): the definition is checked th
 field errors (`steps[0].cta`, `timezone`, a name already used) are shown at the fields of the
 form; a transition the status does not allow is refused there too. A run drafts each due step
 for review: nothing leaves before a person approves it, and every approved message still goes
-through the policy guard.
+through the policy guard. A run's calls are scheduled across the call window: the page shows
+how many still wait for their time and between which times, and each run's report how many it
+scheduled.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ COUNTER_LABELS = {
     "drafted": "Drafted for review",
     "awaiting_approval": "Awaiting approval",
     "queued": "Queued",
+    "scheduled": "Calls scheduled",
     "deferred": "Deferred",
     "failed": "Failed",
 }
@@ -102,12 +105,14 @@ COUNTER_TONES = {
     "drafted": "info",
     "awaiting_approval": "info",
     "queued": "good",
+    "scheduled": "info",
     "deferred": "warn",
     "failed": "bad",
 }
 # What the chart compares across runs: what became of the members that were due.
 CHART_SERIES = (
     ("queued", "Queued", "#0f8a5f"),
+    ("scheduled", "Calls scheduled", "#0e7490"),
     ("deferred", "Deferred", "#e59a1a"),
     ("blocked", "Blocked", "#c2283a"),
     ("awaiting_approval", "Awaiting approval", "#1d5fc7"),
@@ -332,6 +337,15 @@ class RunView:
     run: CampaignRun
     number: int
     counters: list[ReportRow]
+    scheduled_span: str | None = None  # when its first and last call were scheduled for
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledView:
+    """The campaign's calls waiting for their time, for the page."""
+
+    count: int
+    span: str
 
 
 def _count(value: object) -> int:
@@ -381,8 +395,10 @@ def counters(report: Mapping[str, Any]) -> list[ReportRow]:
     """A run's report in reading order: what joined, what was due, what became of it (blocked
     by check, failed by code, stopped by reason)."""
     shown: list[ReportRow] = []
-    keys = list(report)
-    for key in ("selected", "joined", "due", "drafted", "awaiting_approval", "queued", "deferred"):
+    # The scheduled calls' first and last times are shown beside the counters, not as one.
+    keys = [k for k in report if k not in (campaigns.SCHEDULED_FIRST, campaigns.SCHEDULED_LAST)]
+    ordered = ("selected", "joined", "due", "drafted", "awaiting_approval", "queued", "scheduled")
+    for key in (*ordered, "deferred"):
         if key in report:
             shown.append(
                 ReportRow(
@@ -408,6 +424,12 @@ def counters(report: Mapping[str, Any]) -> list[ReportRow]:
     for key in sorted(k for k in keys if k not in known):
         shown.append(ReportRow(key, key.replace("_", " "), _count(report[key]), "", False))
     return shown
+
+
+def scheduled_span(report: Mapping[str, Any], zone: str) -> str | None:
+    """When a run's first and last call were scheduled for, on the campaign's clock."""
+    bounds = campaigns.scheduled_bounds(report)
+    return campaigns.describe_span(*bounds, zone) if bounds else None
 
 
 def series_value(report: Mapping[str, Any], series: str) -> int:
@@ -739,9 +761,15 @@ async def _detail(
         )
     )
     runs = [
-        RunView(run, total_runs - index, counters(run.report or {}))
+        RunView(
+            run,
+            total_runs - index,
+            counters(run.report or {}),
+            scheduled_span(run.report or {}, campaign.timezone),
+        )
         for index, run in enumerate(found)
     ]
+    waiting = await campaigns.scheduled_calls(session, campaign.id)
     context: dict[str, Any] = {
         "campaign": campaign,
         "steps": step_views(campaign.steps or []),
@@ -756,6 +784,12 @@ async def _detail(
         "runs": runs,
         "total_runs": total_runs,
         "chart": runs_chart(runs) if runs else None,
+        "calls": any(step.get("channel") == "voice" for step in campaign.steps or []),
+        "scheduled": ScheduledView(
+            waiting.count, campaigns.describe_span(waiting.first, waiting.last, campaign.timezone)
+        )
+        if waiting
+        else None,
         "actions": allowed_actions(campaign.status),
         "can_write": console.can(Permission.OUTREACH_SEND),
         "unassigned": UNASSIGNED,
@@ -829,6 +863,7 @@ def run_summary(report: Mapping[str, Any]) -> str:
             ("drafted", "drafted"),
             ("awaiting_approval", "awaiting approval"),
             ("queued", "queued"),
+            ("scheduled", "calls scheduled"),
             ("deferred", "deferred"),
         )
         if _count(report.get(key))

@@ -1,11 +1,18 @@
 """Outreach in the console: the message history (filters, the dry-run outbox, what the policy
 guard blocked and why), one message with its text as recorded and the guard's trace, today's
-counts, and the tenant's outreach policy (dry-run, daily caps, the domain throttle, cooldown).
+counts, and the tenant's outreach policy (dry-run, daily caps, the domain throttle, cooldown,
+and per-country call rules: a country's own daily call cap and call hours).
 
 The rules are the service's (`outreach.service`): leaving dry-run, or raising a limit above
 its default, needs `service.LIVE_CONFIRMATION` typed out, and the service's refusal is shown at
 the confirmation field. Only the values that changed are handed over, so a cap raised (and
 confirmed) once does not ask for the confirmation again when the cooldown changes.
+
+The per-country rules are a table of rows: "Add a country" and each row's "Remove" post the
+form back to be shown again with a row more or less, saving nothing (so the form works without
+script too); saving checks each row and shows its trouble at the field (a code that is no
+country, hours that end before they start, a cap below zero), then hands the whole table to the
+same `service.set_outreach_policy` the API calls, audited with the rest.
 
 Recipients' addresses are not shown: the list names the lead, the detail its domain, as the
 API does (`MessageOut` has no recipient).
@@ -13,7 +20,9 @@ API does (`MessageOut` has no recipient).
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -23,8 +32,10 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData
 
 from leadrelay.capture.models import Lead
+from leadrelay.capture.normalize import normalize_country
 from leadrelay.compliance import domains
 from leadrelay.console.auth import Console, SetOutreachPolicy, ViewOutreach, settings_of
 from leadrelay.console.errors import ConsoleProblem
@@ -37,8 +48,9 @@ from leadrelay.identity.models import Tenant
 from leadrelay.identity.permissions import Permission
 from leadrelay.identity.service import get_tenant
 from leadrelay.outreach import service
+from leadrelay.outreach.local_time import DAY_NAMES, WEEKDAYS
 from leadrelay.outreach.models import Message, MessageStatus
-from leadrelay.outreach.policy import CHECK_ORDER, Check, StepOutcome
+from leadrelay.outreach.policy import CALL_HOURS, CHECK_ORDER, Check, StepOutcome
 
 router = APIRouter(prefix="/console/outreach")
 
@@ -62,6 +74,7 @@ CHECK_LABELS = {
     Check.DOMAIN_THROTTLE.value: "Domain throttle",
     Check.COUNTRY_CALL_CAP.value: "Calls per country",
     Check.COOLDOWN.value: "Cooldown",
+    Check.SCHEDULE.value: "Scheduled time",
     Check.LOCAL_TIME.value: "Recipient's local time",
 }
 OUTCOME_LABELS = {
@@ -78,6 +91,14 @@ MAX_NUMBER_TEXT = 20
 MAX_CONFIRMATION = 100
 MODE_DRY_RUN = "dry_run"
 MODE_LIVE = "live"
+# The per-country table: at most this many rows are read; what a cell may hold.
+MAX_COUNTRY_ROWS = 100
+MAX_CELL = 20
+ADD_ROW = "add"
+REMOVE_ROW = "remove-"
+_COUNTRY_FIELD = re.compile(r"country-(\d{1,3})-(code|cap|start|end|days)")
+_HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_DAY_VALUES = frozenset(str(day) for day in range(7))  # Monday (0) to Sunday (6)
 
 
 # --- the message list ----------------------------------------------------------------------
@@ -167,7 +188,7 @@ async def _summary(session: AsyncSession, since: datetime) -> list[SummaryCount]
             "Deferred",
             counts.get(MessageStatus.DEFERRED.value, 0),
             "warn",
-            "a cap or a window: tried again later",
+            "a cap, a window or a call's scheduled time: decided again then",
         ),
         SummaryCount(
             "blocked",
@@ -379,14 +400,41 @@ async def message_page(request: Request, console: ViewOutreach, message_id: uuid
 
 
 @dataclass(slots=True)
+class CountryRow:
+    """One row of the per-country table as typed: the country, its own daily call cap (blank:
+    none of its own) and its own call hours (blank: the default window)."""
+
+    code: str = ""
+    cap: str = ""
+    start: str = ""
+    end: str = ""
+    days: frozenset[int] = WEEKDAYS
+
+    @property
+    def is_blank(self) -> bool:
+        """Nothing typed: a row added and left empty, skipped rather than refused."""
+        return not (self.code or self.cap or self.start or self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class CountryRules:
+    """The table as the service takes it: both maps, each replacing the stored one."""
+
+    caps: dict[str, int]
+    windows: dict[str, dict[str, Any]]
+
+
+@dataclass(slots=True)
 class PolicyForm:
-    """The policy form as typed, and its field errors."""
+    """The policy form as typed, and its field errors (a country row's are named
+    `country-<row>-<field>`)."""
 
     mode: str
     caps: dict[str, str]
     domain_hourly_cap: str
     cooldown_days: str
     confirmation: str = ""
+    countries: list[CountryRow] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -396,7 +444,170 @@ class PolicyForm:
             caps={name: str(view.daily_caps.get(name, 0)) for name in CHANNELS},
             domain_hourly_cap=str(view.domain_hourly_cap),
             cooldown_days=str(view.cooldown_days),
+            countries=country_rows_of(stored_rules(view)),
         )
+
+
+def stored_rules(view: service.OutreachPolicy) -> CountryRules:
+    """The stored per-country rules, with each window's days spelled out (weekdays when the
+    rule leaves them out, as the guard reads it)."""
+    windows: dict[str, dict[str, Any]] = {}
+    for code, rule in view.country_call_windows.items():
+        days = rule.get("days")
+        windows[code] = {
+            "start": str(rule.get("start", "")),
+            "end": str(rule.get("end", "")),
+            "days": sorted({int(d) for d in days} if days is not None else WEEKDAYS),
+        }
+    return CountryRules(dict(view.country_call_caps), windows)
+
+
+def country_rows_of(rules: CountryRules) -> list[CountryRow]:
+    """One row per country with a rule, in code order."""
+    rows: list[CountryRow] = []
+    for code in sorted(set(rules.caps) | set(rules.windows)):
+        window = rules.windows.get(code)
+        cap = rules.caps.get(code)
+        rows.append(
+            CountryRow(
+                code=code,
+                cap="" if cap is None else str(cap),
+                start=window["start"] if window else "",
+                end=window["end"] if window else "",
+                days=frozenset(window["days"]) if window else WEEKDAYS,
+            )
+        )
+    return rows
+
+
+def typed_country_rows(form: FormData) -> list[CountryRow]:
+    """The table's rows as posted (`country-<row>-<field>`), in row order. A row is the one
+    its code cell names; an unchecked day is simply not posted."""
+    cells: dict[int, dict[str, str]] = {}
+    days: dict[int, set[int]] = {}
+    for key, value in form.multi_items():
+        found = _COUNTRY_FIELD.fullmatch(key)
+        if found is None or not isinstance(value, str):
+            continue
+        row, name = int(found.group(1)), found.group(2)
+        if row >= MAX_COUNTRY_ROWS:
+            continue
+        if name == "days":
+            if value.strip() in _DAY_VALUES:
+                days.setdefault(row, set()).add(int(value))
+        else:
+            cells.setdefault(row, {})[name] = value.strip()[:MAX_CELL]
+    return [
+        CountryRow(
+            code=cells[row].get("code", "").upper(),
+            cap=cells[row].get("cap", ""),
+            start=cells[row].get("start", ""),
+            end=cells[row].get("end", ""),
+            days=frozenset(days.get(row, ())),
+        )
+        for row in sorted(cells)
+        if "code" in cells[row]
+    ]
+
+
+def read_country_rules(rows: Sequence[CountryRow], errors: dict[str, str]) -> CountryRules:
+    """The rules the rows describe; what is wrong with a row goes into `errors` at its field."""
+    caps: dict[str, int] = {}
+    windows: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        if row.is_blank:
+            continue
+        at = f"country-{index}"
+        code = _check_country(row.code, seen, errors, f"{at}-code")
+        cap = _check_call_cap(row.cap, errors, f"{at}-cap")
+        window = _check_call_hours(row, errors, at)
+        if not row.cap and not row.start and not row.end:
+            errors.setdefault(
+                f"{at}-cap", "Give the country a daily cap, call hours or both, or remove the row."
+            )
+        if code is None:
+            continue
+        seen.add(code)
+        if cap is not None:
+            caps[code] = cap
+        if window is not None:
+            windows[code] = window
+    return CountryRules(caps, windows)
+
+
+def _check_country(typed: str, seen: set[str], errors: dict[str, str], at: str) -> str | None:
+    if not typed:
+        errors[at] = "Enter the country's two-letter ISO 3166 code, such as FR."
+        return None
+    known = normalize_country(typed)
+    if len(typed) != 2 or known != typed:
+        hint = f" Did you mean {known}?" if known else ""
+        errors[at] = f"{typed} is not an ISO 3166 alpha-2 country code.{hint}"
+        return None
+    if typed in seen:
+        errors[at] = f"{typed} has a row already: one row per country."
+        return None
+    return typed
+
+
+def _check_call_cap(typed: str, errors: dict[str, str], at: str) -> int | None:
+    if not typed:
+        return None
+    cap = _whole(typed, MAX_CAP)
+    if cap is None:
+        errors[at] = (
+            f"A whole number from 0 to {MAX_CAP:,} (0 stops calls there), or blank for no cap."
+        )
+    return cap
+
+
+def _check_call_hours(row: CountryRow, errors: dict[str, str], at: str) -> dict[str, Any] | None:
+    """The row's call window as stored ({"start", "end", "days"}), or None: none typed (the
+    default window applies) or a mistake (in `errors`)."""
+    if not row.start and not row.end:
+        return None
+    for name, typed, other in (("start", row.start, "end"), ("end", row.end, "start")):
+        if not typed:
+            errors[f"{at}-{name}"] = f"Give the {name} too, or clear the {other}."
+        elif not (_HOURS.fullmatch(typed) or (name == "end" and typed == "24:00")):
+            errors[f"{at}-{name}"] = "A time as HH:MM, such as 09:30."
+    if f"{at}-start" in errors or f"{at}-end" in errors:
+        return None
+    if row.end != "24:00" and row.end <= row.start:
+        errors[f"{at}-end"] = f"Ends before it starts: choose a time after {row.start} (or 24:00)."
+        return None
+    if not row.days:
+        errors[f"{at}-days"] = "Choose at least one day."
+        return None
+    return {"start": row.start, "end": row.end, "days": sorted(row.days)}
+
+
+def edit_rows(rows: list[CountryRow], action: str) -> Notice | None:
+    """Add a blank row or remove one, as the table's buttons ask; nothing is saved."""
+    if action == ADD_ROW:
+        if len(rows) >= MAX_COUNTRY_ROWS:
+            return Notice("error", f"At most {MAX_COUNTRY_ROWS} countries.")
+        rows.append(CountryRow())
+        return Notice("info", "Row added: fill it in, then save the policy.")
+    index = action.removeprefix(REMOVE_ROW)
+    if action.startswith(REMOVE_ROW) and index.isdigit() and int(index) < len(rows):
+        removed = rows.pop(int(index))
+        what = f"The row for {removed.code}" if removed.code else "The row"
+        return Notice("info", f"{what} is removed from the form: save the policy to apply it.")
+    return None
+
+
+def _country_field(name: str, rows: Sequence[CountryRow]) -> str:
+    """The form field a service error names: `country_call_caps.FR` is FR's cap cell."""
+    kind, _, code = name.partition(".")
+    cell = {"country_call_caps": "cap", "country_call_windows": "start"}.get(kind)
+    if cell is None:
+        return name
+    for index, row in enumerate(rows):
+        if row.code == code.upper():
+            return f"country-{index}-{cell}"
+    return name
 
 
 def _whole(text: str, highest: int) -> int | None:
@@ -436,6 +647,11 @@ async def _policy_page(
         "mode_dry_run": MODE_DRY_RUN,
         "mode_live": MODE_LIVE,
         "limits": {"cap": MAX_CAP, "domain": MAX_DOMAIN_CAP, "cooldown": MAX_COOLDOWN_DAYS},
+        "country_rows": country_rows_of(stored_rules(view)),
+        "day_names": [name[:3] for name in DAY_NAMES],
+        "call_hours": CALL_HOURS[0].describe(),
+        "add_row": ADD_ROW,
+        "remove_row": REMOVE_ROW,
         "policy_notices": notices or [],
         # SPF, DKIM, DMARC of the sending domain, beside the switch that lets mail leave.
         "domains": await domains.check_sending_domains(tenant, settings_of(request), now=utcnow()),
@@ -465,9 +681,14 @@ async def save_policy(
     cooldown_days: NumberField = "",
     confirmation: Annotated[str, Form(max_length=MAX_CONFIRMATION)] = "",
     accept_domain_risk: Annotated[str, Form(max_length=10)] = "",
+    rows: Annotated[str, Form(max_length=MAX_CELL)] = "",
+    countries_shown: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Hand the values that changed to `service.set_outreach_policy` (audited there, with
-    before and after); its refusal is shown at the confirmation field."""
+    before and after); its refusal is shown at the confirmation field. `rows` is the table's
+    add or remove button: the form comes back with the row added or removed, unsaved. The
+    table replaces the stored rules only when the form showed it (`countries_shown`): a post
+    without it (an older page, a hand-made request) leaves them as they are."""
     typed_caps = {"email": cap_email, "sms": cap_sms, "whatsapp": cap_whatsapp, "voice": cap_voice}
     form = PolicyForm(
         mode,
@@ -475,7 +696,12 @@ async def save_policy(
         domain_hourly_cap.strip(),
         cooldown_days.strip(),
         confirmation,
+        typed_country_rows(await request.form()),
     )
+    if rows:
+        edited = edit_rows(form.countries, rows)
+        return await _policy_page(request, console, form=form, notices=[edited] if edited else [])
+    countries = read_country_rules(form.countries, form.errors)
     caps: dict[str, int] = {}
     for name, text in form.caps.items():
         value = _whole(text, MAX_CAP)
@@ -503,7 +729,9 @@ async def save_policy(
     dry_run = wants_dry_run if wants_dry_run != before.tenant_dry_run else None
     domain = domain if domain != before.domain_hourly_cap else None
     cooldown = cooldown if cooldown != before.cooldown_days else None
-    if dry_run is None and not changed_caps and domain is None and cooldown is None:
+    new_rules = countries if countries_shown and countries != stored_rules(before) else None
+    unchanged = dry_run is None and not changed_caps and domain is None and cooldown is None
+    if unchanged and new_rules is None:
         form.confirmation = ""
         notice = Notice("info", "Nothing changed.")
         return await _policy_page(request, console, form=form, notices=[notice])
@@ -519,6 +747,8 @@ async def save_policy(
                 cooldown_days=cooldown,
                 confirmation=confirmation,
                 now=utcnow(),
+                country_call_caps=new_rules.caps if new_rules else None,
+                country_call_windows=new_rules.windows if new_rules else None,
                 accept_domain_risk=bool(accept_domain_risk),
             )
     except ValidationFailed as error:
@@ -526,6 +756,7 @@ async def save_policy(
             name = str(item.get("field") or "form")
             name = "cap_" + name.removeprefix("daily_caps.") if name.startswith("daily_") else name
             name = "mode" if name == "dry_run" else name
+            name = _country_field(name, form.countries) if name.startswith("country_") else name
             form.errors.setdefault(name, str(item.get("reason") or error.detail))
         if "confirmation" in form.errors:
             form.errors["confirmation"] = (

@@ -5,16 +5,21 @@ A run (the daily schedule or an operator's "run now"):
 2. each member due for its step gets a draft (submitted for review: nothing leaves without a
    human-approved revision), or, once that draft is approved, a message through the same policy
    guard as every other send — the members' messages decided together, a chunk at a time
-   (`queueing.queue_drafts`); then it waits `delay_days` for the next step;
-3. the report (selected, joined, drafted, awaiting approval, queued, deferred, blocked by check,
-   failed, stopped by reason) is stored and announced (`campaign.run_completed`).
+   (`queueing.queue_drafts`); then it waits `delay_days` for the next step. Calls are not all
+   handed over at the run's moment: each is scheduled for a time spread across its
+   recipient's call window (`pacing`), waits for it as a deferred message, and meets the whole
+   guard again when it comes;
+3. the report (selected, joined, drafted, awaiting approval, queued, calls scheduled with the
+   first and last time, deferred, blocked by check, failed, stopped by reason) is stored and
+   announced (`campaign.run_completed`).
 
 One member's trouble never stops the others (each member's step is prepared in its own
 savepoint, and a message that cannot be made is reported for its request alone: either way the
 member counts as failed); trouble that would fail every member (no sender identity, a broken
 template) halts the campaign and raises `campaign.halted`. A member whose lead opts out, or
 whose message the guard blocks for good (consent, suppression, DNC), stops there; a reply will
-stop it the same way (`stop_for_lead`, called by telemetry).
+stop it the same way (`stop_for_lead`, called by telemetry), and withdraws the calls still
+waiting for their time.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,14 +50,18 @@ from leadrelay.drafting import service as drafting
 from leadrelay.drafting.evidence import Channel, Length, Tone
 from leadrelay.drafting.llm import LlmDrafter
 from leadrelay.drafting.templates import CTA_TEXTS
+from leadrelay.identity.models import Tenant
 from leadrelay.identity.service import Principal
-from leadrelay.outreach import queueing
+from leadrelay.outreach import pacing, queueing
+from leadrelay.outreach import policy as guard
+from leadrelay.outreach.limits import guard_policy, outreach_policy
 from leadrelay.outreach.models import (
     Campaign,
     CampaignMember,
     CampaignRun,
     CampaignStatus,
     MemberState,
+    Message,
     MessageKind,
     MessageStatus,
 )
@@ -59,6 +69,9 @@ from leadrelay.outreach.models import (
 MAX_AUDIENCE_PER_RUN = 5_000  # leads that may join in one run
 MAX_DUE_PER_RUN = 2_000  # members handled in one run; the rest wait for the next
 SEND_CHUNK = 500  # members' messages decided together (one transaction's chunk)
+# A run report's first and last time a call was scheduled for (beside its counters).
+SCHEDULED_FIRST = "scheduled_first_at"
+SCHEDULED_LAST = "scheduled_last_at"
 # Blocks that no later run would clear: the member stops there.
 FINAL_BLOCKS = frozenset({"consent", "suppression", "dnc"})
 AUDIENCE_KEYS = frozenset(
@@ -374,6 +387,44 @@ async def _prepare(
     return draft.id
 
 
+async def _call_times(
+    session: AsyncSession,
+    actor: Principal,
+    campaign: Campaign,
+    ready: Sequence[tuple[CampaignMember, uuid.UUID]],
+    *,
+    settings: Settings,
+    now: datetime,
+) -> dict[uuid.UUID, datetime]:
+    """When each ready member whose step is a call is to be called, by member: spread across
+    its recipient's call window, in member order (`pacing.spread_calls`). A member missing
+    from the answer is queued as any message is (no number: `queue_drafts` reports it)."""
+    members = [m for m, _ in ready if campaign.steps[m.step].get("channel") == Channel.VOICE]
+    if not members:
+        return {}
+    tenant = await session.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        return {}
+    leads = await queueing.lead_facts(session, {m.lead_id for m in members})
+    reachable: list[CampaignMember] = []
+    calls: list[guard.OutboundMessage] = []
+    for member in members:
+        lead = leads.get(member.lead_id)
+        if lead is None or not lead.phone_e164:
+            continue
+        reachable.append(member)
+        calls.append(
+            guard.OutboundMessage(
+                Channel.VOICE, lead.phone_e164, country=lead.country, lead_zone=lead.zone
+            )
+        )
+    policy = guard_policy(outreach_policy(tenant, settings))
+    slots = pacing.spread_calls(calls, policy, now)
+    return {
+        member.id: slot for member, slot in zip(reachable, slots, strict=True) if slot is not None
+    }
+
+
 async def _send(
     session: AsyncSession,
     actor: Principal,
@@ -384,9 +435,12 @@ async def _send(
     settings: Settings,
     keys: str,
     now: datetime,
-) -> None:
+) -> list[datetime]:
     """The ready members' messages through the policy guard, a chunk at a time, in member order
-    (the caps count them in that order); each member then moves on, stops or waits."""
+    (the caps count them in that order); each member then moves on, stops or waits. Returns
+    the times the calls were scheduled for."""
+    call_times = await _call_times(session, actor, campaign, ready, settings=settings, now=now)
+    scheduled: list[datetime] = []
     for start in range(0, len(ready), SEND_CHUNK):
         chunk = ready[start : start + SEND_CHUNK]
         answers = await queueing.queue_drafts(
@@ -394,7 +448,9 @@ async def _send(
             actor,
             [
                 queueing.QueueRequest(
-                    draft_id, f"campaign:{campaign.id}:member:{member.id}:step:{member.step}"
+                    draft_id,
+                    f"campaign:{campaign.id}:member:{member.id}:step:{member.step}",
+                    not_before=call_times.get(member.id),
                 )
                 for member, draft_id in chunk
             ],
@@ -417,8 +473,13 @@ async def _send(
                     # Approval trouble (revoked, edited): the next run drafts this step again.
                     member.draft_id = None
                 continue
-            report[str(answer.status)] += 1  # queued or deferred (the guard retries it when due)
+            if answer.blocked_by == guard.Check.SCHEDULE and answer.retry_at is not None:
+                report["scheduled"] += 1
+                scheduled.append(answer.retry_at)
+            else:
+                report[str(answer.status)] += 1  # queued or deferred (retried when due)
             _advance(campaign, member, now)
+    return scheduled
 
 
 async def run(
@@ -488,8 +549,10 @@ async def run(
         if draft_id is not None:
             ready.append((member, draft_id))
     # Members ready before a halt still send, as they did when each member sent in turn.
-    await _send(session, actor, campaign, ready, report, settings=settings, keys=keys, now=now)
-    run_row.report = dict(sorted(report.items()))
+    scheduled = await _send(
+        session, actor, campaign, ready, report, settings=settings, keys=keys, now=now
+    )
+    run_row.report = {**dict(sorted(report.items())), **_schedule_bounds(scheduled)}
     run_row.finished_at = now
     campaign.last_run_on = now.astimezone(ZoneInfo(campaign.timezone)).date().isoformat()
     if halted is not None:
@@ -528,6 +591,47 @@ async def run(
     return run_row
 
 
+def _schedule_bounds(scheduled: Sequence[datetime]) -> dict[str, str]:
+    """The first and last time calls were scheduled for (ISO 8601, UTC), for the report."""
+    if not scheduled:
+        return {}
+    return {
+        SCHEDULED_FIRST: min(scheduled).isoformat(),
+        SCHEDULED_LAST: max(scheduled).isoformat(),
+    }
+
+
+def scheduled_bounds(report: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
+    """A run report's first and last scheduled call (None: it scheduled none)."""
+    first, last = report.get(SCHEDULED_FIRST), report.get(SCHEDULED_LAST)
+    if not isinstance(first, str) or not isinstance(last, str):
+        return None
+    try:
+        return datetime.fromisoformat(first), datetime.fromisoformat(last)
+    except ValueError:
+        return None
+
+
+def describe_span(first: datetime, last: datetime, zone: str) -> str:
+    """ "Mon 9 Mar 11:00 – 16:30 (Europe/Paris)": two instants on the campaign's clock."""
+    try:
+        clock = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        clock, zone = ZoneInfo("UTC"), "UTC"
+    start, end = first.astimezone(clock), last.astimezone(clock)
+    until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a} {end.day} {end:%b %H:%M}"
+    return f"{start:%a} {start.day} {start:%b %H:%M} – {until} ({zone})"
+
+
+def _scheduled_lines(campaign: Campaign, report: Mapping[str, Any]) -> list[str]:
+    """The report's line about the calls it scheduled, when it scheduled any."""
+    bounds = scheduled_bounds(report)
+    if bounds is None:
+        return []
+    span = describe_span(*bounds, campaign.timezone)
+    return [f"Calls scheduled across the call window: {report.get('scheduled', 0)}, {span}"]
+
+
 def report_text(campaign: Campaign, run: CampaignRun) -> tuple[str, str]:
     """The operator's e-mail: (subject, plain-text body)."""
     report = run.report or {}
@@ -544,6 +648,7 @@ def report_text(campaign: Campaign, run: CampaignRun) -> tuple[str, str]:
         f"{report.get('awaiting_approval', 0)}",
         f"Queued to send: {report.get('queued', 0)}; deferred by caps or windows: "
         f"{report.get('deferred', 0)}",
+        *_scheduled_lines(campaign, report),
         "Blocked: "
         + (", ".join(f"{check} {count}" for check, count in sorted(blocked.items())) or "none"),
         f"Failed: {report.get('failed', 0)}",
@@ -558,6 +663,34 @@ def report_text(campaign: Campaign, run: CampaignRun) -> tuple[str, str]:
     return subject, "\n".join(lines)
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduledCalls:
+    """A campaign's calls waiting for their scheduled time."""
+
+    count: int
+    first: datetime
+    last: datetime
+
+
+async def scheduled_calls(session: AsyncSession, campaign_id: uuid.UUID) -> ScheduledCalls | None:
+    """The campaign's calls still waiting for their time (None: none is)."""
+    count, first, last = (
+        await session.execute(
+            select(func.count(), func.min(Message.retry_at), func.max(Message.retry_at))
+            .select_from(CampaignMember)
+            .join(Message, Message.id == CampaignMember.last_message_id)
+            .where(
+                CampaignMember.campaign_id == campaign_id,
+                Message.status == MessageStatus.DEFERRED,
+                Message.blocked_by == guard.Check.SCHEDULE,
+            )
+        )
+    ).one()
+    if not count or first is None or last is None:
+        return None
+    return ScheduledCalls(int(count), first, last)
+
+
 async def due_campaigns(session: AsyncSession, now: datetime) -> list[uuid.UUID]:
     campaigns = await session.scalars(
         select(Campaign).where(Campaign.status == CampaignStatus.ACTIVE)
@@ -568,7 +701,8 @@ async def due_campaigns(session: AsyncSession, now: datetime) -> list[uuid.UUID]
 async def stop_for_lead(
     session: AsyncSession, lead_id: uuid.UUID, reason: str, *, now: datetime
 ) -> int:
-    """A reply or an opt-out: the lead leaves every campaign it is in."""
+    """A reply or an opt-out: the lead leaves every campaign it is in, and its campaign calls
+    still waiting for their time are not made."""
     members = list(
         await session.scalars(
             select(CampaignMember).where(
@@ -579,4 +713,25 @@ async def stop_for_lead(
     for member in members:
         member.state = MemberState.STOPPED
         member.stop_reason = reason
+    await _withdraw_scheduled(session, lead_id, reason)
     return len(members)
+
+
+async def _withdraw_scheduled(session: AsyncSession, lead_id: uuid.UUID, reason: str) -> None:
+    """Block the lead's scheduled campaign messages. A call scheduled for this afternoon was
+    made by a step the member has already moved past (or completed), so stopping the member
+    alone would not stop the call; an opt-out would (the guard reads it), a reply would not."""
+    await session.execute(
+        update(Message)
+        .where(
+            Message.lead_id == lead_id,
+            Message.kind == MessageKind.CAMPAIGN,
+            Message.status == MessageStatus.DEFERRED,
+            Message.blocked_by == guard.Check.SCHEDULE,
+        )
+        .values(
+            status=MessageStatus.BLOCKED,
+            retry_at=None,
+            block_reason=f"withdrawn before its time: the lead left the campaign ({reason})",
+        )
+    )

@@ -54,6 +54,7 @@ class Candidate:
     status: MessageStatus = MessageStatus.QUEUED
     counted_at: datetime | None = None
     decision: guard.Decision | None = None
+    not_before: datetime | None = None  # held until then (`Check.SCHEDULE`)
 
     @property
     def lead_id(self) -> uuid.UUID:
@@ -161,6 +162,7 @@ async def decide(
             recipient_domain=candidate.recipient_domain,
             country=candidate.recipient_country,
             lead_zone=candidate.lead.zone,
+            not_before=candidate.not_before,
         )
         decision = guard.decide(outbound, facts, policy, now)
         candidate.record(decision, now)

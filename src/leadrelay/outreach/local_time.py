@@ -322,6 +322,31 @@ def next_open(
     return None
 
 
+def next_close(
+    windows: Windows,
+    zones: Sequence[str],
+    opened: datetime,
+    *,
+    within: timedelta = timedelta(days=1),
+) -> datetime | None:
+    """The first instant after `opened` (an instant the windows are open in every zone) when
+    they are no longer open in one of them, in UTC; None when they stay open for `within`
+    (a window open all day, every day)."""
+    _require_aware(opened)
+    loaded = _load_all(zones)
+    until = opened + within
+    # Mirror of `next_open`: the conjunction can only turn closed when one zone's clock reaches
+    # a window's end or jumps.
+    candidates: set[datetime] = set()
+    for zone in loaded:
+        candidates.update(_window_ends(windows, zone, opened, until))
+        candidates.update(_transitions(zone, opened, until))
+    for candidate in sorted(c for c in candidates if opened < c <= until):
+        if not _open_everywhere(windows, loaded, candidate):
+            return candidate
+    return None
+
+
 def start_of_next_day(zone_name: str, now: datetime) -> datetime:
     """The first instant (UTC) of the day after `now`'s day in the zone: usually midnight,
     the end of the jump where a zone moves its clocks at midnight."""
@@ -420,19 +445,44 @@ def _window_starts(
 ) -> Iterable[datetime]:
     """Every instant in the span when the zone's clock shows a window's start on one of its
     days: the first occurrence (or the jump over it) and, on a fall-back day, the second."""
-    first_day: date = now.astimezone(zone).date() - timedelta(days=1)
-    last_day: date = until.astimezone(zone).date()
-    day = first_day
-    while day <= last_day:
+    for day in _local_days(zone, now, until):
         for window in windows:
-            if day.weekday() not in window.days:
-                continue
-            wall = datetime.combine(day, time()) + timedelta(seconds=window.start_second)
-            yield first_instant_at_or_after(zone, wall)
-            second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
-            if _wall(second, zone) == wall:
-                yield second
+            if day.weekday() in window.days:
+                midnight = datetime.combine(day, time())
+                yield from _instants_of(zone, midnight + timedelta(seconds=window.start_second))
+
+
+def _window_ends(
+    windows: Windows, zone: ZoneInfo, now: datetime, until: datetime
+) -> Iterable[datetime]:
+    """Every instant in the span when the zone's clock shows a window's end: on its day, or on
+    the next one for a window that crosses midnight."""
+    for day in _local_days(zone, now, until):
+        for window in windows:
+            if day.weekday() in window.days:
+                midnight = datetime.combine(day, time())
+                if window.crosses_midnight:
+                    midnight += timedelta(days=1)
+                yield from _instants_of(zone, midnight + timedelta(seconds=window.end_second))
+
+
+def _local_days(zone: ZoneInfo, now: datetime, until: datetime) -> Iterable[date]:
+    """The zone's dates from the day before `now` (a window opened then may still run) to
+    `until`."""
+    day: date = now.astimezone(zone).date() - timedelta(days=1)
+    last_day: date = until.astimezone(zone).date()
+    while day <= last_day:
+        yield day
         day += timedelta(days=1)
+
+
+def _instants_of(zone: ZoneInfo, wall: datetime) -> Iterable[datetime]:
+    """When the zone's clock shows `wall`: the first occurrence (or the jump over it) and, on a
+    fall-back day, the second."""
+    yield first_instant_at_or_after(zone, wall)
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if _wall(second, zone) == wall:
+        yield second
 
 
 def _transitions(zone: ZoneInfo, now: datetime, until: datetime) -> Iterable[datetime]:

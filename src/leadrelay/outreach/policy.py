@@ -27,15 +27,20 @@ The checks run in this order and stop at the first block:
    oldest send that holds the limit leaves the hour.
 7. ``country_call_cap`` — calls today (the tenant's day) to the recipient's country.
 8. ``cooldown`` — time since the last contact with the lead on any channel.
-9. ``local_time`` — the channel's window on the recipient's wall clock (calls on weekdays
-   11:00–17:00, SMS and WhatsApp outside the 21:00–08:00 quiet hours), with per-country
-   overrides; see `leadrelay.outreach.local_time` for how zones are found. A recipient whose
-   zone is unknown is blocked, never guessed.
+9. ``schedule`` — a message its sender holds until a set time (`OutboundMessage.not_before`:
+   a campaign's calls spread across the call window) waits for it. It comes after every
+   check that can refuse for good, so a scheduled message that never could go is refused when
+   it is scheduled, and before the window, which is read at the scheduled time.
+10. ``local_time`` — the channel's window on the recipient's wall clock (calls on weekdays
+    11:00–17:00, SMS and WhatsApp outside the 21:00–08:00 quiet hours), with per-country
+    overrides; see `leadrelay.outreach.local_time` for how zones are found. A recipient whose
+    zone is unknown is blocked, never guessed.
 
-A block that clears by itself carries `retry_at` (the first instant the check can pass); a
-permanent one (consent, suppression, DNC, approval, a cap of zero, an unknown zone) has none,
-so the caller fails the message visibly instead of parking it. A provider's own rate limiting
-is not decided here: the delivery job retries those, it never drops the recipient.
+A block that clears by itself carries `retry_at` (the first instant the check can pass, and
+never before the message's `not_before`); a permanent one (consent, suppression, DNC,
+approval, a cap of zero, an unknown zone) has none, so the caller fails the message visibly
+instead of parking it. A provider's own rate limiting is not decided here: the delivery job
+retries those, it never drops the recipient.
 
 Trace details are written for people and hold no raw address: an email shows its domain, a
 number its calling code and last two digits.
@@ -55,6 +60,7 @@ from leadrelay.drafting.evidence import Channel
 from leadrelay.outreach.local_time import (
     SEARCH_HORIZON,
     WEEKDAYS,
+    RecipientZones,
     Window,
     Windows,
     closed_in,
@@ -102,6 +108,7 @@ class Check(StrEnum):
     DOMAIN_THROTTLE = "domain_throttle"
     COUNTRY_CALL_CAP = "country_call_cap"
     COOLDOWN = "cooldown"
+    SCHEDULE = "schedule"
     LOCAL_TIME = "local_time"
 
 
@@ -126,16 +133,19 @@ class ConsentState(StrEnum):
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """The message about to leave. `recipient` is the email address or the number (E.164, or
-    national with `country`); `recipient_domain` defaults to the part after the last "@"."""
+    national with `country`); `recipient_domain` defaults to the part after the last "@".
+    `not_before` is when its sender scheduled it: it waits until then."""
 
     channel: Channel
     recipient: str
     recipient_domain: str | None = None
     country: str | None = None  # ISO 3166 alpha-2, when the lead's country is known
     lead_zone: str | None = None  # IANA name, when the lead's zone is known
+    not_before: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel", Channel(self.channel))
+        _require_aware(self.not_before, "not_before")
         domain = self.recipient_domain
         if domain is None and self.channel is Channel.EMAIL and "@" in self.recipient:
             domain = self.recipient.rpartition("@")[2]
@@ -316,15 +326,25 @@ def decide(message: OutboundMessage, facts: Facts, policy: Policy, now: datetime
     """Run every check in order at `now` (timezone-aware) and stop at the first block."""
     if now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    context = _Context(message, facts, policy, now, _recipient_country(message))
+    context = _Context(message, facts, policy, now, recipient_country(message))
     trace: list[Step] = []
     for check, run in _CHECKS:
         verdict = run(context)
         trace.append(Step(check, verdict.outcome, verdict.detail))
         if verdict.outcome is StepOutcome.BLOCKED:
-            retry_at = None if verdict.retry_at is None else verdict.retry_at.astimezone(UTC)
+            retry_at = _retry_at(verdict.retry_at, message.not_before)
             return Decision(False, check, verdict.detail, retry_at, trace, now.astimezone(UTC))
     return Decision(True, None, None, None, trace, now.astimezone(UTC))
+
+
+def _retry_at(clears: datetime | None, not_before: datetime | None) -> datetime | None:
+    """When to decide again: when the block clears, but not before the scheduled time (a
+    scheduled call held by a throttle keeps its place in the window)."""
+    if clears is None:
+        return None
+    if not_before is not None:
+        clears = max(clears, not_before)
+    return clears.astimezone(UTC)
 
 
 def trace_json(decision: Decision) -> DecisionJSON:
@@ -497,6 +517,16 @@ def _check_cooldown(c: _Context) -> _Verdict:
     return _passed(f"last contact {last.isoformat()}, more than {_span(cooldown)} ago")
 
 
+def _check_schedule(c: _Context) -> _Verdict:
+    scheduled = c.message.not_before
+    if scheduled is None:
+        return _skipped("not scheduled: it may go as soon as it passes")
+    when = scheduled.astimezone(UTC).isoformat()
+    if c.now < scheduled:
+        return _blocked(f"scheduled for {when}: it waits until then", scheduled)
+    return _passed(f"scheduled for {when}: its time has come")
+
+
 def _check_local_time(c: _Context) -> _Verdict:
     channel = c.message.channel
     windows, origin = c.policy.windows_for(channel, c.country)
@@ -504,11 +534,7 @@ def _check_local_time(c: _Context) -> _Verdict:
         return _skipped(f"no sending window for {channel.value} ({origin})")
     allowed = f"{_NOUNS[channel]} allowed {describe_windows(windows)} ({origin})"
     is_phone = channel in _PHONE_CHANNELS
-    found = recipient_zones(
-        lead_zone=c.message.lead_zone,
-        number=c.message.recipient if is_phone else None,
-        country=c.country,
-    )
+    found = zones_of(c.message, c.country)
     if not found.known:
         why = "; ".join(found.notes) or "no lead zone, number or country"
         return _blocked(f"time zone unknown: {why}")
@@ -536,6 +562,7 @@ _CHECKS: tuple[tuple[Check, Callable[[_Context], _Verdict]], ...] = (
     (Check.DOMAIN_THROTTLE, _check_domain_throttle),
     (Check.COUNTRY_CALL_CAP, _check_country_call_cap),
     (Check.COOLDOWN, _check_cooldown),
+    (Check.SCHEDULE, _check_schedule),
     (Check.LOCAL_TIME, _check_local_time),
 )
 
@@ -543,11 +570,22 @@ _CHECKS: tuple[tuple[Check, Callable[[_Context], _Verdict]], ...] = (
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _recipient_country(message: OutboundMessage) -> str | None:
+def recipient_country(message: OutboundMessage) -> str | None:
+    """The country whose rules apply: the lead's, else the number's."""
     country = normalize_country(message.country)
     if country is None and message.channel in _PHONE_CHANNELS:
         country = region_for_number(message.recipient)
     return country
+
+
+def zones_of(message: OutboundMessage, country: str | None) -> RecipientZones:
+    """The zones the recipient's clock may be in (see `local_time.recipient_zones`); the number
+    is read for phone channels only."""
+    return recipient_zones(
+        lead_zone=message.lead_zone,
+        number=message.recipient if message.channel in _PHONE_CHANNELS else None,
+        country=country,
+    )
 
 
 def _country_key(country: str) -> str:

@@ -12,6 +12,10 @@ blocked ones.
 
 Each message is persisted, under its idempotency key, before any provider sees it: a request
 whose key already made a message gets that message back and nothing is sent again.
+
+A request may name a time not to send before (a campaign's call spread across the call
+window): its message is decided now, so what could never go is refused now, and waits as a
+deferred message (`Check.SCHEDULE`) until `release_due` decides it again at that time.
 """
 
 from __future__ import annotations
@@ -63,16 +67,19 @@ class NotSendable(Conflict):
 class QueueRequest:
     draft_id: uuid.UUID
     idempotency_key: str | None = None  # default: one message per approved revision
+    not_before: datetime | None = None  # scheduled: deferred until then (`Check.SCHEDULE`)
 
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """What became of a request: its message, made now (`created`) or earlier under its key."""
+    """What became of a request: its message, made now (`created`) or earlier under its key;
+    a deferred one is decided again at `retry_at` (a scheduled one: its time)."""
 
     message_id: uuid.UUID
     status: MessageStatus
     blocked_by: str | None
     created: bool
+    retry_at: datetime | None = None
 
 
 # --- what is read ----------------------------------------------------------------------------
@@ -100,15 +107,14 @@ _LEADS = (
     "FROM leads l LEFT JOIN sources s ON s.id = l.source_id WHERE l.id = ANY(%b::uuid[])"
 )
 # A stored message, as the guard decides it again (the columns of `_Stored`).
-_BY_KEY = (
+_STORED = (
     "SELECT id, idempotency_key, status, blocked_by, lead_id, draft_id, channel, dry_run, "
-    "recipient, recipient_domain, recipient_country, subject, body, counted_at "
-    "FROM messages WHERE idempotency_key = ANY(%b::text[]) ORDER BY id FOR UPDATE"
+    "recipient, recipient_domain, recipient_country, subject, body, counted_at, retry_at "
+    "FROM messages "
 )
+_BY_KEY = _STORED + "WHERE idempotency_key = ANY(%b::text[]) ORDER BY id FOR UPDATE"
 _DUE = (
-    "SELECT id, idempotency_key, status, blocked_by, lead_id, draft_id, channel, dry_run, "
-    "recipient, recipient_domain, recipient_country, subject, body, counted_at "
-    "FROM messages WHERE status = %s AND retry_at <= %s "
+    _STORED + "WHERE status = %s AND retry_at <= %s "
     "ORDER BY retry_at LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 
@@ -129,6 +135,12 @@ class _Stored:
     subject: str | None
     body: str
     counted_at: datetime | None
+    retry_at: datetime | None
+
+    @property
+    def scheduled_for(self) -> datetime | None:
+        """The time its sender scheduled it for, while it waits for it."""
+        return self.retry_at if self.blocked_by == guard.Check.SCHEDULE else None
 
 
 async def _drafts(cursor: Any, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, _Draft]:
@@ -145,6 +157,13 @@ async def _leads(cursor: Any, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, LeadF
     return leads
 
 
+async def lead_facts(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, LeadFacts]:
+    """What the guard reads about each lead (address, number, country, zone, legal basis)."""
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        return await _leads(cursor, ids)
+
+
 # --- what the guard decides ------------------------------------------------------------------
 
 
@@ -158,7 +177,11 @@ class _New:
     content_sha256: str
 
 
-def _stored_candidate(stored: _Stored, lead: LeadFacts) -> Candidate:
+def _stored_candidate(
+    stored: _Stored, lead: LeadFacts, *, not_before: datetime | None = None
+) -> Candidate:
+    """A stored message decided again: held until `not_before` when given, else until the time
+    it was scheduled for, if it was."""
     return Candidate(
         id=stored.id,
         lead=lead,
@@ -172,6 +195,7 @@ def _stored_candidate(stored: _Stored, lead: LeadFacts) -> Candidate:
         body=stored.body,
         status=MessageStatus(stored.status),
         counted_at=stored.counted_at,
+        not_before=not_before or stored.scheduled_for,
     )
 
 
@@ -193,7 +217,13 @@ def recipient_of(lead: LeadFacts, channel: Channel) -> tuple[str, str | None]:
 
 
 def _answer(candidate: Candidate, *, created: bool) -> Queued:
-    return Queued(candidate.id, candidate.status, candidate.blocked_by, created)
+    decision = candidate.decided
+    return Queued(candidate.id, candidate.status, decision.blocked_by, created, decision.retry_at)
+
+
+def _stored_answer(stored: _Stored) -> Queued:
+    status = MessageStatus(stored.status)
+    return Queued(stored.id, status, stored.blocked_by, False, stored.retry_at)
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -414,13 +444,13 @@ async def queue_drafts(
             continue
         stored = existing.get(key)
         if stored is not None and stored.status != MessageStatus.BLOCKED:
-            found = Queued(stored.id, MessageStatus(stored.status), stored.blocked_by, False)
+            found = _stored_answer(stored)
             by_key[key] = found
             answers.append(found)
             continue
         if stored is not None:
             # Nothing left with it; asked again (say, once approved), the guard decides anew.
-            candidate = _stored_candidate(stored, lead)
+            candidate = _stored_candidate(stored, lead, not_before=request.not_before)
         else:
             channel = Channel(draft.channel)
             try:
@@ -439,6 +469,7 @@ async def queue_drafts(
                 recipient_country=lead.country,
                 subject=draft.subject,
                 body=draft.body,
+                not_before=request.not_before,
             )
             provider = providers.provider_for(channel, settings, dry_run=view.dry_run)
             new.append(_New(candidate, key, provider, draft.content_sha256 or ""))
@@ -470,11 +501,7 @@ async def _made_meanwhile(session: AsyncSession, lost: Sequence[_New]) -> dict[u
     async with connection.cursor() as cursor:
         await cursor.execute(_BY_KEY, ([n.idempotency_key for n in lost],))
         stored = {row[1]: _Stored(*row) for row in await cursor.fetchall()}
-    standing = {}
-    for n in lost:
-        row = stored[n.idempotency_key]
-        standing[n.candidate.id] = Queued(row.id, MessageStatus(row.status), row.blocked_by, False)
-    return standing
+    return {n.candidate.id: _stored_answer(stored[n.idempotency_key]) for n in lost}
 
 
 async def release_due(

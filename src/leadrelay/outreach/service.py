@@ -143,12 +143,11 @@ async def set_outreach_policy(
             problems.append({"field": f"country_call_windows.{country}", "reason": str(exc)})
     if problems:
         raise ValidationFailed("A call window is not valid.", errors=problems)
+    # Stored under the code the guard reads ("uk" is GB): an alias would match no recipient.
     if country_call_caps is not None:
-        stored["country_call_caps"] = {k.upper(): v for k, v in country_call_caps.items()}
+        stored["country_call_caps"] = {_iso(k): v for k, v in country_call_caps.items()}
     if country_call_windows is not None:
-        stored["country_call_windows"] = {
-            k.upper(): dict(v) for k, v in country_call_windows.items()
-        }
+        stored["country_call_windows"] = {_iso(k): dict(v) for k, v in country_call_windows.items()}
     tenant.settings = {**(tenant.settings or {}), "outreach": stored}
     after = outreach_policy(tenant, settings)
     try:
@@ -174,6 +173,11 @@ async def set_outreach_policy(
         now=now,
     )
     return after
+
+
+def _iso(country: str) -> str:
+    """The ISO 3166 alpha-2 code of a country already checked to be one."""
+    return normalize_country(country) or country.upper()
 
 
 def _audit_view(view: OutreachPolicy) -> dict[str, Any]:
