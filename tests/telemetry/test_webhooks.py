@@ -4,6 +4,7 @@ the embedded PostgreSQL behind it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
+import psycopg
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,7 +33,10 @@ from leadrelay.core.settings import Settings
 from leadrelay.identity.models import Role
 from leadrelay.outreach.models import Message, MessageStatus
 from leadrelay.telemetry import service
+from leadrelay.telemetry.batcher import DeliveryBatcher
+from leadrelay.telemetry.events import DeliveryEvent, parse_sendgrid
 from leadrelay.telemetry.models import DeliveryEventRow
+from leadrelay.telemetry.service import Receipt
 from tests.capture.test_meta import fixture as whatsapp_fixture
 from tests.capture.test_whatsapp import post as post_whatsapp
 from tests.capture.test_whatsapp import whatsapp_source
@@ -40,6 +45,8 @@ from tests.identity.test_api import assert_problem
 from tests.outreach.test_send import approved_draft, send, setup
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The dedup key `delivery_events` generates (migration 0021), as SQL.
+EVENT_KEY_SQL = "md5(CAST(:p AS text) || ':' || CAST(:e AS text))::uuid"
 MAILGUN_KEY = "key-mailgun-webhook-signing"
 TWILIO_TOKEN = "twilio-auth-token-for-tests"
 PUBLIC_URL = "https://relay.example"
@@ -507,3 +514,213 @@ async def test_a_whatsapp_source_reports_on_its_own_tenants_messages_only(
     assert response.json()["delivery_events"]["moved"] == 1
     assert (await message_row(db, ours, mine)).delivery_status == "delivered"
     assert (await message_row(db, theirs, other)).delivery_status is None
+
+
+def sendgrid_event(
+    message_id: uuid.UUID, kind: str, *, at: int, event_id: str
+) -> list[DeliveryEvent]:
+    """One parsed SendGrid event, as the endpoint hands it to the batcher."""
+    item = {**sendgrid_events(kind, message_id)[0], "timestamp": at, "sg_event_id": event_id}
+    return list(parse_sendgrid(json.dumps([item]).encode()).events)
+
+
+class TestGroupCommit:
+    async def test_concurrent_webhooks_are_written_together_each_answered_for_its_own(
+        self,
+        client: httpx.AsyncClient,
+        db: Database,
+        tenant: TenantCtx,
+        hooked_settings: Settings,
+    ) -> None:
+        await setup(client, tenant)
+        first = await a_message(client, db, tenant, "dana@northwind.example")
+        second = await a_message(client, db, tenant, "fox@northwind.example")
+        now = int(time.time())
+        delivered = sendgrid_event(first, "delivered", at=now - 60, event_id="d-1")
+        webhooks = [
+            delivered,
+            sendgrid_event(first, "open", at=now - 30, event_id="o-1"),
+            sendgrid_event(second, "delivered", at=now - 50, event_id="d-2"),
+            delivered,  # the provider retrying while the first delivery is being written
+        ]
+        batcher = DeliveryBatcher(db, keys=secret_keys(hooked_settings))
+        receipts = await asyncio.gather(*(batcher.submit(events) for events in webhooks))
+        assert receipts == [
+            Receipt(stored=1, moved=1),
+            Receipt(stored=1, moved=1),
+            Receipt(stored=1, moved=1),
+            Receipt(duplicates=1),
+        ]
+        async with db.session(tenant.id) as session:
+            received = set(
+                await session.scalars(
+                    select(DeliveryEventRow.received_at).where(
+                        DeliveryEventRow.message_id.in_([first, second])
+                    )
+                )
+            )
+        assert len(received) == 1  # one transaction wrote them all
+        assert (await message_row(db, tenant, first)).delivery_status == "opened"
+        assert (await message_row(db, tenant, second)).delivery_status == "delivered"
+
+    async def test_a_bad_webhook_in_a_batch_fails_alone(
+        self,
+        client: httpx.AsyncClient,
+        db: Database,
+        tenant: TenantCtx,
+        hooked_settings: Settings,
+    ) -> None:
+        await setup(client, tenant)
+        message_id = await a_message(client, db, tenant, "dana@northwind.example")
+        now = int(time.time())
+        webhooks = [
+            sendgrid_event(message_id, "delivered", at=now - 60, event_id="good-1"),
+            sendgrid_event(message_id, "open", at=now - 50, event_id="x" * 400),  # too long
+            sendgrid_event(message_id, "click", at=now - 40, event_id="good-2"),
+        ]
+        batcher = DeliveryBatcher(db, keys=secret_keys(hooked_settings))
+        results = await asyncio.gather(
+            *(batcher.submit(events) for events in webhooks), return_exceptions=True
+        )
+        assert results[0] == Receipt(stored=1, moved=1)
+        assert isinstance(results[1], psycopg.errors.StringDataRightTruncation)
+        assert results[2] == Receipt(stored=1, moved=1)
+        row = await message_row(db, tenant, message_id)
+        assert (row.delivery_status, row.opened_at is not None) == ("clicked", True)
+
+    async def test_concurrent_requests_are_each_answered_once_stored(
+        self,
+        client: httpx.AsyncClient,
+        hooks: httpx.AsyncClient,
+        db: Database,
+        tenant: TenantCtx,
+    ) -> None:
+        await setup(client, tenant)
+        messages = [
+            await a_message(client, db, tenant, f"lead{n}@northwind.example") for n in range(3)
+        ]
+        bodies = [sendgrid_events("delivered", m, sg_event_id=f"d-{m}") for m in messages]
+        bodies.append(bodies[0])  # a retry racing the first
+        responses = await asyncio.gather(*(post_sendgrid(hooks, body) for body in bodies))
+        assert [r.status_code for r in responses] == [200] * 4
+        assert sum(r.json()["stored"] for r in responses) == 3
+        assert sum(r.json()["duplicates"] for r in responses) == 1
+        for message_id in messages:
+            assert (await message_row(db, tenant, message_id)).delivery_status == "delivered"
+
+
+class TestStoreOnce:
+    async def test_the_dedup_key_is_the_one_the_database_generates(self, db: Database) -> None:
+        async with db.session() as session:
+            for provider, event_id in (("sendgrid", "rWVYmVk90MjZJ9iohOBa3w"), ("twilio", "SMé:ü")):
+                stored = await session.scalar(
+                    text(f"SELECT {EVENT_KEY_SQL}"), {"p": provider, "e": event_id}
+                )
+                assert stored == service.event_key(provider, event_id)
+
+    async def test_a_repeat_the_state_does_not_hold_changes_nothing_of_what_new_events_do(
+        self,
+        client: httpx.AsyncClient,
+        db: Database,
+        tenant: TenantCtx,
+        hooked_settings: Settings,
+    ) -> None:
+        """Every stored event has been folded into its message's state, so folding a repeat in
+        again changes nothing. Should one ever not have been (here: written behind the
+        service's back), the new events are folded on their own, as they always were."""
+        await setup(client, tenant)
+        message_id = await a_message(client, db, tenant, "dana@northwind.example")
+        now = int(time.time())
+        keys = secret_keys(hooked_settings)
+        delivered = sendgrid_event(message_id, "delivered", at=now - 300, event_id="d")
+        assert (await service.receive(db, delivered, keys=keys, now=utcnow())).moved == 1
+        (click,) = sendgrid_event(message_id, "click", at=now - 200, event_id="c")
+        async with db.session(tenant.id) as session:
+            session.add(
+                DeliveryEventRow(
+                    tenant_id=tenant.id,
+                    message_id=message_id,
+                    provider="sendgrid",
+                    kind="clicked",
+                    provider_event_id="c",
+                    occurred_at=click.occurred_at,
+                    received_at=utcnow(),
+                    applied=False,
+                    raw={},
+                )
+            )
+        opened = sendgrid_event(message_id, "open", at=now - 100, event_id="o")
+        receipt = await service.receive(db, [click, *opened], keys=keys, now=utcnow())
+        assert receipt == Receipt(stored=1, duplicates=1, moved=1)
+        row = await message_row(db, tenant, message_id)
+        assert (row.delivery_status, row.clicked_at) == ("opened", None)
+        async with db.session(tenant.id) as session:
+            applied = await session.scalar(
+                select(DeliveryEventRow.applied).where(DeliveryEventRow.provider_event_id == "o")
+            )
+        assert applied is True
+
+    async def test_an_event_whose_message_is_gone_is_neither_stored_nor_kept(
+        self, db: Database, tenant: TenantCtx, hooked_settings: Settings
+    ) -> None:
+        events = sendgrid_event(uuid.uuid4(), "delivered", at=int(time.time()), event_id="g")
+        async with db.session(tenant.id) as session:
+            receipt = await service.apply(
+                session,
+                tenant.id,
+                [(uuid.uuid4(), events[0])],
+                keys=secret_keys(hooked_settings),
+                now=utcnow(),
+            )
+            kept = await session.scalar(text("SELECT count(*) FROM delivery_events"))
+        assert (receipt, kept) == (Receipt(unmatched=1), 0)
+
+    async def test_an_open_after_the_delivery_leaves_the_funnel_row_alone(
+        self,
+        client: httpx.AsyncClient,
+        hooks: httpx.AsyncClient,
+        db: Database,
+        tenant: TenantCtx,
+    ) -> None:
+        await setup(client, tenant)
+        message_id = await a_message(client, db, tenant, "dana@northwind.example")
+        now = int(time.time())
+        await post_sendgrid(hooks, sendgrid_events("delivered", message_id, timestamp=now - 60))
+
+        async def funnel_row() -> Any:
+            async with db.session(tenant.id) as session:
+                return (
+                    await session.execute(
+                        text(
+                            "SELECT f.xmin::text AS version, f.delivered_live_at FROM "
+                            "lead_funnel f JOIN messages m ON m.lead_id = f.lead_id "
+                            "WHERE m.id = :m"
+                        ),
+                        {"m": message_id},
+                    )
+                ).one()
+
+        before = await funnel_row()
+        assert before.delivered_live_at is not None
+        opened = await post_sendgrid(hooks, sendgrid_events("open", message_id, timestamp=now))
+        assert opened.json()["moved"] == 1
+        assert await funnel_row() == before  # not rewritten: no stage time moved
+
+    async def test_a_raw_value_orjson_refuses_is_still_stored_as_sent(
+        self,
+        client: httpx.AsyncClient,
+        hooks: httpx.AsyncClient,
+        db: Database,
+        tenant: TenantCtx,
+    ) -> None:
+        await setup(client, tenant)
+        message_id = await a_message(client, db, tenant, "dana@northwind.example")
+        huge = 10**30  # beyond 64 bits: orjson refuses it, the standard library does not
+        response = await post_sendgrid(hooks, sendgrid_events("delivered", message_id, tls=huge))
+        assert response.json()["stored"] == 1
+        async with db.session(tenant.id) as session:
+            raw = await session.scalar(
+                select(DeliveryEventRow.raw).where(DeliveryEventRow.message_id == message_id)
+            )
+        assert raw is not None
+        assert raw["tls"] == huge

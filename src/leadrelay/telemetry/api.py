@@ -1,7 +1,8 @@
 """Delivery webhooks: SendGrid's Event Webhook (ECDSA), Mailgun's webhooks (HMAC) and Twilio's
 message status callbacks (X-Twilio-Signature). Each checks its signature over the raw body
 before reading it, parses with the pure `telemetry.events` parser, and hands the events to
-`telemetry.service.receive`: placed, de-duplicated, applied — answered 200 with counts.
+`telemetry.service.receive_batch` through the group-commit `telemetry.batcher`: placed,
+de-duplicated, applied — answered 200 with counts once committed.
 
 A forged or unsigned request gets 401 (Twilio's: 403, as on the voice routes) and changes
 nothing; a body that is not the provider's
@@ -26,7 +27,7 @@ from leadrelay.core.errors import PROBLEM_JSON, LeadRelayError, Unauthenticated
 from leadrelay.core.security import app_secret_keys
 from leadrelay.core.signatures import verify_mailgun, verify_sendgrid
 from leadrelay.outreach.voice_api import signed_twilio_form
-from leadrelay.telemetry import service
+from leadrelay.telemetry.batcher import DeliveryBatcher
 from leadrelay.telemetry.events import (
     MalformedPayload,
     ParseResult,
@@ -83,10 +84,19 @@ def _parsed(parse: Any, *args: Any) -> ParseResult:
     return result
 
 
+def batcher_of(state: Any) -> DeliveryBatcher:
+    """The app's delivery-event batcher, made on first use."""
+    batcher: DeliveryBatcher | None = getattr(state, "delivery_batcher", None)
+    if batcher is None:
+        batcher = DeliveryBatcher(state.db, keys=app_secret_keys(state))
+        state.delivery_batcher = batcher
+    return batcher
+
+
 async def _received(state: Any, result: ParseResult) -> bytes:
-    receipt = await service.receive(
-        state.db, result.events, keys=app_secret_keys(state), now=utcnow()
-    )
+    # Stored with the other webhooks arriving meanwhile, in one transaction; answered once
+    # that transaction has committed (`telemetry.batcher`).
+    receipt = await batcher_of(state).submit(result.events)
     return orjson.dumps({**receipt.as_json(), "ignored": list(result.ignored)})
 
 

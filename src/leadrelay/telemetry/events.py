@@ -178,6 +178,8 @@ def _optional_str(
     provider: Provider, data: Mapping[str, object], key: str, where: str
 ) -> str | None:
     value = data.get(key)
+    if type(value) is str:  # nearly always: answered first (a batch parses thousands)
+        return value or None
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):

@@ -25,10 +25,15 @@ By campaign, a lead in two campaigns counts in both (the total counts it once); 
 form the group without a key. By rep, the key is the rep of the current assignment.
 
 The figures come from `lead_funnel`, one row per lead holding when it first reached each
-stage, kept by triggers on the stage tables (migration 0019): the report aggregates one
-narrow row per lead in one statement instead of grouping every table by lead (3.3 s → under
-a second at 1M messages; the median and p90 sorts are most of what remains). The caller's
-session is bound to the tenant, so row-level security keeps every other tenant's rows out.
+stage, kept by triggers on the stage tables (migration 0019), in two statements. The counts:
+one pass over the cohort's rows (in parallel when there is no grouping; total, groups and
+series together through GROUPING SETS when there is), every count exact. The hours between
+stages: a median and a p90 sort every step's durations, most of the cost at scale, so a
+cohort of more than `SAMPLE_LEADS` leads has them computed from a deterministic sample of
+about that many (a hash of the lead id below a threshold, read through its own index), and
+says so (`FunnelRow.hours_exact`, `hours_sampled`, per stage `hours_from`); a smaller cohort
+from every lead, exactly as before. The caller's session is bound to the tenant, so
+row-level security keeps every other tenant's rows out.
 """
 
 from __future__ import annotations
@@ -117,6 +122,9 @@ class StageFigure:
     rate_from_ingested: float | None
     median_hours: float | None  # from the previous stage's time to this one's
     p90_hours: float | None
+    # How many leads the median and p90 come from: those of the row's leads that made the
+    # step, or of its sampled leads when `FunnelRow.hours_exact` is false (None at the top).
+    hours_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,10 @@ class FunnelRow:
     key: str | None  # the group's id (None: all leads, or the group without a key)
     label: str
     stages: list[StageFigure]
+    # The leads the hours between stages come from: all the row's leads (exact), or the
+    # row's share of the cohort's deterministic sample (median and p90 then approximate).
+    hours_sampled: int = 0
+    hours_exact: bool = True
 
     def count(self, stage: str) -> int:
         return next(figure.count for figure in self.stages if figure.stage == stage)
@@ -142,63 +154,128 @@ class FunnelReport:
     groups: list[FunnelRow] = field(default_factory=list)
     series: list[SeriesPoint] = field(default_factory=list)
 
+    @property
+    def hours_exact(self) -> bool:
+        return self.total.hours_exact and all(group.hours_exact for group in self.groups)
 
-# --- the statement -----------------------------------------------------------------------------
+    @property
+    def hours_note(self) -> str:
+        """What the median and p90 hours are computed from, in words."""
+        if self.hours_exact:
+            return "Median and p90 hours are exact: computed from every lead in the cohort."
+        return (
+            f"Median and p90 hours ≈: computed from a deterministic sample of "
+            f"{self.total.hours_sampled:,} of the cohort's {self.total.count('ingested'):,} "
+            "leads (each step says from how many); counts and rates are exact."
+        )
 
-# Sent, delivered and replied are kept for live and dry-run messages apart (lead_funnel).
-_DRY_RUN_COLUMN = {
-    DryRun.INCLUDE: "least(f.{stage}_live_at, f.{stage}_dry_at)",
-    DryRun.EXCLUDE: "f.{stage}_live_at",
-    DryRun.ONLY: "f.{stage}_dry_at",
-}
+
+# --- the statements ----------------------------------------------------------------------------
+
+# The hours between stages come from every lead of a cohort of up to this many; from a larger
+# cohort, from a deterministic sample of about this many: the leads whose `sample_key` (a hash
+# of the lead id, migration 0021) falls below the fraction of its range that leaves that many.
+# The same leads every time, so a figure does not move between two looks at the same data.
+# Counts and rates are always exact. A sampled median or p90 is off the exact one by about
+# sqrt(q(1-q)/n) in rank — n the sampled leads that made the step (`hours_from`): ±0.35
+# percentile points for a median from 20,000, ±1.6 from 1,000 — and what a point is worth in
+# hours depends on how the durations spread (tests/telemetry/test_funnel.py checks the
+# ranks against the exact figures; bench.funnel prints the errors in hours at 1M).
+SAMPLE_LEADS = 20_000
+
+_BY_MESSAGE = frozenset({"sent", "delivered", "replied"})  # kept live and dry-run apart
 
 _GROUP_KEY = {
-    GroupBy.SOURCE: "p.source_id",
-    GroupBy.REP: "p.rep_id",
+    GroupBy.SOURCE: "f.source_id",
+    GroupBy.REP: "f.rep_id",
     GroupBy.CAMPAIGN: "cm.campaign_id",
 }
 _GROUP_LABEL = {
-    GroupBy.SOURCE: "(SELECT s.name FROM sources s WHERE s.id = g.key)",
-    GroupBy.REP: "(SELECT r.name FROM reps r WHERE r.id = g.key)",
-    GroupBy.CAMPAIGN: "(SELECT k.name FROM campaigns k WHERE k.id = g.key)",
+    GroupBy.SOURCE: "(SELECT s.name FROM sources s WHERE s.id = f.source_id)",
+    GroupBy.REP: "(SELECT r.name FROM reps r WHERE r.id = f.rep_id)",
+    GroupBy.CAMPAIGN: "(SELECT k.name FROM campaigns k WHERE k.id = cm.campaign_id)",
 }
 _NO_KEY_LABEL = {
     GroupBy.SOURCE: "(no source)",
     GroupBy.REP: "Unassigned",
     GroupBy.CAMPAIGN: "(no campaign)",
 }
+# Fixed fragments (the enum's own values), so that the expression is the same text wherever
+# the grouping names it.
+_PERIOD = {
+    Granularity.DAY: "date_trunc('day', f.created_at, 'UTC')",
+    Granularity.WEEK: "date_trunc('week', f.created_at, 'UTC')",
+    Granularity.MONTH: "date_trunc('month', f.created_at, 'UTC')",
+}
+_CAMPAIGNS = "LEFT JOIN campaign_members cm ON cm.lead_id = f.lead_id"
 
 
-def _aggregates(*, steps: bool = True) -> str:
-    """Per stage: its count; per step: leads that reached both ends, and the percentiles of
-    the hours between (NULL when either end is missing, which the aggregates skip). Without
-    `steps` (the series), the step columns are NULL: the series shows counts only."""
-    columns = [f"count(p.{stage}_at) AS n_{stage}" for stage in STAGES]
+def _time(stage: str, dry_run: DryRun) -> str:
+    """When the lead reached `stage` (NULL: not yet)."""
+    if stage == "ingested":
+        return "f.created_at"
+    if stage not in _BY_MESSAGE:
+        return f"f.{stage}_at"
+    return {
+        DryRun.INCLUDE: f"least(f.{stage}_live_at, f.{stage}_dry_at)",
+        DryRun.EXCLUDE: f"f.{stage}_live_at",
+        DryRun.ONLY: f"f.{stage}_dry_at",
+    }[dry_run]
+
+
+def _reached(stage: str, dry_run: DryRun) -> str:
+    """Whether the lead reached `stage`: `_time(...) IS NOT NULL`, without calling least()."""
+    if stage in _BY_MESSAGE and dry_run is DryRun.INCLUDE:
+        return f"(f.{stage}_live_at IS NOT NULL OR f.{stage}_dry_at IS NOT NULL)"
+    return f"{_time(stage, dry_run)} IS NOT NULL"
+
+
+def _both(previous: str, stage: str, dry_run: DryRun) -> str:
+    if previous == "ingested":  # every lead of the cohort was ingested
+        return _reached(stage, dry_run)
+    return f"{_reached(previous, dry_run)} AND {_reached(stage, dry_run)}"
+
+
+def _counts(dry_run: DryRun) -> str:
+    """Per stage the leads that reached it (`n_`); per step those that reached both ends
+    (`c_`)."""
+    columns = ["count(*) AS n_ingested"]
+    columns += [
+        f"count(*) FILTER (WHERE {_reached(stage, dry_run)}) AS n_{stage}" for stage in STAGES[1:]
+    ]
+    columns += [
+        f"count(*) FILTER (WHERE {_both(previous, stage, dry_run)}) AS c_{stage}"
+        for previous, stage in pairwise(STAGES)
+    ]
+    return ",\n       ".join(columns)
+
+
+def _hours(dry_run: DryRun, *, sampled: str | None = None) -> str:
+    """Per step the median and p90 hours between its ends (`h_`, 0 when the later stage came
+    first) and how many leads they come from (`s_`); `sampled`: the leads read — or, given
+    the condition that picks them, the leads it picks."""
+    picked = "" if sampled is None else f" AND {sampled}"
+    columns = [
+        "count(*) AS sampled"
+        if sampled is None
+        else f"count(*) FILTER (WHERE {sampled}) AS sampled"
+    ]
     for previous, stage in pairwise(STAGES):
-        if not steps:
-            columns.append(f"NULL::bigint AS c_{stage}")
-            columns.append(f"NULL::float8[] AS h_{stage}")
-            continue
-        both = f"p.{previous}_at IS NOT NULL AND p.{stage}_at IS NOT NULL"
-        columns.append(f"count(*) FILTER (WHERE {both}) AS c_{stage}")
+        both = _both(previous, stage, dry_run) + picked
+        hours = (
+            f"greatest(0, date_part('epoch', {_time(stage, dry_run)} - "
+            f"{_time(previous, dry_run)})) / 3600"
+        )
         # FILTER, not a CASE yielding NULL: only the leads that made the step are sorted.
         columns.append(
-            "percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY "
-            f"greatest(0, date_part('epoch', p.{stage}_at - p.{previous}_at)) / 3600) "
+            f"percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY {hours}) "
             f"FILTER (WHERE {both}) AS h_{stage}"
         )
-    return ",\n           ".join(columns)
+        columns.append(f"count(*) FILTER (WHERE {both}) AS s_{stage}")
+    return ",\n       ".join(columns)
 
 
-_COLUMN_NAMES: tuple[str, ...] = tuple(f"n_{stage}" for stage in STAGES) + tuple(
-    name for stage in STAGES[1:] for name in (f"c_{stage}", f"h_{stage}")
-)
-
-
-def funnel_statement(filters: FunnelFilters) -> tuple[str, dict[str, Any]]:
-    """The SQL and its parameters. Only fixed fragments are composed; values are bound.
-    Rows: one `total`, then one per `group`, then one per `series` period (its start, UTC,
-    as the key)."""
+def _cohort(filters: FunnelFilters) -> tuple[list[str], dict[str, Any]]:
     params: dict[str, Any] = {}
     cohort: list[str] = ["NOT f.merged"]
     if filters.since is not None:
@@ -219,82 +296,136 @@ def funnel_statement(filters: FunnelFilters) -> tuple[str, dict[str, Any]]:
     if filters.rep_id is not None:
         cohort.append("f.rep_id = :rep_id")  # the current assignee
         params["rep_id"] = filters.rep_id
-    dry_run = _DRY_RUN_COLUMN[filters.dry_run]
+    return cohort, params
 
-    columns = ", ".join(_COLUMN_NAMES)
-    parts = [
-        " ".join(
-            (
-                "SELECT 'total' AS part, NULL::text AS key, NULL::text AS label,",
-                "NULL::timestamptz AS period,",
-                _aggregates(),
-                "FROM per_lead p",
-            )
+
+def _select(
+    columns: str,
+    cohort: list[str],
+    *,
+    key: str | None = None,
+    label: str | None = None,
+    period: str | None = None,
+    rows: str = "lead_funnel f",
+    total: bool = True,
+) -> str:
+    """One aggregate over the cohort's rows: the total, and with `key` or `period` also per
+    group or period (GROUPING SETS: one pass for all); without `total`, the groups alone.
+    Rows: `part` ('total', 'group', 'series'), `key` (text), `label`, `period`, `columns`."""
+    dimensions = [d for d in (key, period) if d is not None]
+    if not total:
+        part, group_by = "'group'", f"GROUP BY {key}"
+    elif dimensions:
+        whens = []
+        if key is not None:  # GROUPING(x) is 0 in the rows grouped by x
+            whens.append(f"WHEN GROUPING({key}) = 0 THEN 'group'")
+        if period is not None:
+            whens.append(f"WHEN GROUPING({period}) = 0 THEN 'series'")
+        part = f"CASE {' '.join(whens)} ELSE 'total' END"
+        group_by = "GROUP BY GROUPING SETS ((), " + ", ".join(f"({d})" for d in dimensions) + ")"
+    else:
+        part, group_by = "'total'", ""
+    return "\n".join(
+        (
+            f"SELECT {part} AS part, {key or 'NULL'}::text AS key, {label or 'NULL'} AS label,",
+            f"       {period or 'NULL::timestamptz'} AS period,",
+            f"       {columns}",
+            f"FROM {rows}",
+            f"WHERE {' AND '.join(cohort) or 'true'}",
+            group_by,
         )
-    ]
-    if filters.group_by is not GroupBy.NONE:
-        key = _GROUP_KEY[filters.group_by]
-        joined = (
-            "per_lead p LEFT JOIN campaign_members cm ON cm.lead_id = p.id"
-            if filters.group_by is GroupBy.CAMPAIGN
-            else "per_lead p"
-        )
-        parts.append(
-            " ".join(
-                (
-                    "SELECT 'group', g.key::text,",
-                    _GROUP_LABEL[filters.group_by] + ", NULL,",
-                    columns,
-                    "FROM (SELECT",
-                    key,
-                    "AS key,",
-                    _aggregates(),
-                    "FROM",
-                    joined,
-                    "GROUP BY",
-                    key + ") g",
-                )
-            )
-        )
-    if filters.granularity is not None:
-        params["granularity"] = filters.granularity.value
-        parts.append(
-            " ".join(
-                (
-                    "SELECT 'series', NULL, NULL, s.period,",
-                    columns,
-                    "FROM (SELECT date_trunc(:granularity, p.ingested_at, 'UTC') AS period,",
-                    _aggregates(steps=False),
-                    "FROM per_lead p GROUP BY 1) s",
-                )
-            )
-        )
-    union = "\nUNION ALL\n".join(parts)
-    # Only the fixed fragments above are composed into the text; every value is a bind.
-    sql = _TEMPLATE.format(
-        cohort=" AND ".join(cohort),
-        sent_at=dry_run.format(stage="sent"),
-        delivered_at=dry_run.format(stage="delivered"),
-        replied_at=dry_run.format(stage="replied"),
-        union=union,
     )
-    return sql, params
 
 
-_TEMPLATE = """
-WITH per_lead AS MATERIALIZED (
-    SELECT f.lead_id AS id, f.source_id, f.rep_id,
-           f.created_at AS ingested_at,
-           f.verified_at, f.qualified_at, f.assigned_at, f.drafted_at, f.approved_at,
-           {sent_at} AS sent_at,
-           {delivered_at} AS delivered_at,
-           {replied_at} AS replied_at,
-           f.won_at
-    FROM lead_funnel f
-    WHERE {cohort}
+def counts_statement(filters: FunnelFilters) -> tuple[str, dict[str, Any]]:
+    """The counts: one `total` row, one per `group`, one per `series` period (its start, UTC);
+    by campaign, the hours between stages too (`hours_included`). Only fixed fragments are
+    composed; values are bound."""
+    cohort, params = _cohort(filters)
+    counts = _counts(filters.dry_run)
+    period = None if filters.granularity is None else _PERIOD[filters.granularity]
+    if filters.group_by is GroupBy.NONE:
+        return _select(counts, cohort, period=period), params
+    key, label = _GROUP_KEY[filters.group_by], _GROUP_LABEL[filters.group_by]
+    if filters.group_by is not GroupBy.CAMPAIGN:
+        return _select(counts, cohort, key=key, label=label, period=period), params
+    params["sample_leads"] = SAMPLE_LEADS
+    hours = _hours(filters.dry_run, sampled="f.sample_key < sample.below")
+    return _by_campaign(f"{counts},\n       {hours}", cohort, label=label, period=period), params
+
+
+def hours_included(filters: FunnelFilters) -> bool:
+    """Whether `counts_statement`'s rows carry the hours too (`hours_statement` is then not
+    needed): by campaign, where the cohort is read into a CTE and joined to the campaigns,
+    once for both."""
+    return filters.group_by is GroupBy.CAMPAIGN
+
+
+def _by_campaign(
+    columns: str, cohort: list[str], *, label: str | None = None, period: str | None = None
+) -> str:
+    """A lead in two campaigns counts in both groups but once in the total: the total (and
+    the series) from the cohort's leads, the groups from them joined to their campaigns —
+    the cohort read once, into a CTE that both use, with the sample's bound (as
+    `sample_threshold` computes it, from the cohort's size)."""
+    total = _select(columns, [], period=period, rows="f CROSS JOIN sample")
+    groups = _select(
+        columns, [], key=_GROUP_KEY[GroupBy.CAMPAIGN], label=label,
+        rows=f"f CROSS JOIN sample {_CAMPAIGNS}", total=False,
+    )  # fmt: skip
+    cohort_rows = (
+        "WITH f AS MATERIALIZED (SELECT f.* FROM lead_funnel f",
+        "WHERE",
+        " AND ".join(cohort),
+    )
+    return "\n".join((" ".join(cohort_rows) + "),", _SAMPLE, total, "UNION ALL", groups))
+
+
+# `sample_threshold` in SQL, over the cohort's CTE: 2^31 (above every key) when all are read.
+_SAMPLE = (
+    "sample AS (SELECT CASE WHEN count(*) > :sample_leads "
+    "THEN -2147483648 + (CAST(:sample_leads AS bigint) * 4294967296) / count(*) "
+    "ELSE 2147483648 END AS below FROM f)"
 )
-{union}
-"""
+
+
+def sample_threshold(cohort_size: int) -> int | None:
+    """The `sample_key` bound that leaves about `SAMPLE_LEADS` of `cohort_size` leads (the
+    key is a 32-bit hash, signed); None when every lead is read."""
+    if cohort_size <= SAMPLE_LEADS:
+        return None
+    return -(2**31) + (SAMPLE_LEADS * 2**32) // cohort_size
+
+
+def hours_statement(filters: FunnelFilters, cohort_size: int) -> tuple[str, dict[str, Any]]:
+    """The hours between stages for the total and each group (series have none), from every
+    lead of the cohort or from its sample (`sample_threshold`): through the index on
+    (tenant_id, sample_key) only the sampled rows are read."""
+    cohort, params = _cohort(filters)
+    below = sample_threshold(cohort_size)
+    if below is not None:
+        cohort.append("f.sample_key < :below")
+        params["below"] = below
+    hours = _hours(filters.dry_run)
+    if filters.group_by is GroupBy.NONE:
+        return _select(hours, cohort), params
+    if hours_included(filters):
+        raise ValueError("by campaign, the counts statement carries the hours")
+    return _select(hours, cohort, key=_GROUP_KEY[filters.group_by]), params
+
+
+def funnel_session_settings() -> str:
+    """Settings for this transaction only. JIT compilation costs more than the query saves at
+    this size (PostgreSQL turns it on from the row estimates: hundreds of ms to compile);
+    more memory lets the aggregates and sorts stay in RAM. A sequential scan would evaluate
+    the row-level-security condition (a `current_setting` call) on every row — more than the
+    funnel's own work — where a scan of the tenant's index evaluates it once: sequential
+    scans are off, and random reads (all in memory here) priced as such, so that the sample
+    is read through its index."""
+    return (
+        "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'; SET LOCAL enable_seqscan = off; "
+        "SET LOCAL random_page_cost = 4"
+    )
 
 
 # --- reading it -------------------------------------------------------------------------------
@@ -304,18 +435,18 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _hours(value: Any, index: int) -> float | None:
+def _hours_at(value: Any, index: int) -> float | None:
     if value is None or value[index] is None:
         return None
     return round(float(value[index]), 2)
 
 
-def _row(row: Any, key: str | None, label: str) -> FunnelRow:
-    ingested = int(row.n_ingested)
+def _row(counts: Any, hours: Any, key: str | None, label: str) -> FunnelRow:
+    ingested = int(counts.n_ingested)
     figures: list[StageFigure] = []
     previous_count: int | None = None
     for stage in STAGES:
-        count = int(getattr(row, f"n_{stage}"))
+        count = int(getattr(counts, f"n_{stage}"))
         if previous_count is None:
             figures.append(
                 StageFigure(
@@ -330,8 +461,8 @@ def _row(row: Any, key: str | None, label: str) -> FunnelRow:
                 )
             )
         else:
-            converted = int(getattr(row, f"c_{stage}"))
-            hours = getattr(row, f"h_{stage}")
+            converted = int(getattr(counts, f"c_{stage}"))
+            span = None if hours is None else getattr(hours, f"h_{stage}")
             figures.append(
                 StageFigure(
                     stage,
@@ -340,30 +471,37 @@ def _row(row: Any, key: str | None, label: str) -> FunnelRow:
                     converted,
                     _rate(converted, previous_count),
                     _rate(count, ingested),
-                    _hours(hours, 0),
-                    _hours(hours, 1),
+                    _hours_at(span, 0),
+                    _hours_at(span, 1),
+                    0 if hours is None else int(getattr(hours, f"s_{stage}")),
                 )
             )
         previous_count = count
-    return FunnelRow(key, label, figures)
-
-
-def funnel_session_settings() -> str:
-    """Settings for this transaction only. JIT compilation costs more than the query saves at
-    this size (PostgreSQL turns it on from the row estimates: hundreds of ms to compile);
-    more memory lets the per-lead aggregates and percentile sorts stay in RAM."""
-    return "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'"
+    sampled = 0 if hours is None else int(hours.sampled)
+    return FunnelRow(key, label, figures, sampled, sampled == ingested)
 
 
 async def funnel_report(session: AsyncSession, filters: FunnelFilters) -> FunnelReport:
-    """The funnel of the session's tenant (RLS), in one statement."""
+    """The funnel of the session's tenant (RLS): the counts, then the hours between stages
+    (exact, or from the sample when the cohort is larger than `SAMPLE_LEADS`)."""
     for setting in funnel_session_settings().split("; "):
         await session.execute(text(setting))
-    sql, params = funnel_statement(filters)
+    sql, params = counts_statement(filters)
     rows = (await session.execute(text(sql), params)).all()
     total = next(r for r in rows if r.part == "total")
+    hours: dict[tuple[str, str | None], Any] = {}
+    if hours_included(filters):
+        hours = {(r.part, r.key): r for r in rows}
+    elif total.n_ingested:
+        sql, params = hours_statement(filters, int(total.n_ingested))
+        hours = {(r.part, r.key): r for r in (await session.execute(text(sql), params)).all()}
     groups = [
-        _row(r, r.key, r.label or (_NO_KEY_LABEL[filters.group_by] if r.key is None else r.key))
+        _row(
+            r,
+            hours.get(("group", r.key)),
+            r.key,
+            r.label or (_NO_KEY_LABEL[filters.group_by] if r.key is None else r.key),
+        )
         for r in rows
         if r.part == "group"
     ]
@@ -377,4 +515,6 @@ async def funnel_report(session: AsyncSession, filters: FunnelFilters) -> Funnel
         ),
         key=lambda point: point.period,
     )
-    return FunnelReport(filters, _row(total, None, "All leads"), groups, series)
+    return FunnelReport(
+        filters, _row(total, hours.get(("total", None)), None, "All leads"), groups, series
+    )

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from leadrelay.compliance.audit import neutralize_cell
 from leadrelay.core.errors import ValidationFailed
@@ -51,6 +51,8 @@ CSV_COLUMNS = (
     "dry_run",
     "from",
     "to",
+    "hours_from",
+    "hours_exact",
 )
 
 
@@ -63,8 +65,15 @@ class StageOut(BaseModel):
     converted: int | None
     rate_from_previous: float | None
     rate_from_ingested: float | None
-    median_hours: float | None
+    median_hours: float | None = Field(
+        description="Median hours from the previous stage; approximate when the row's "
+        "`hours_exact` is false"
+    )
     p90_hours: float | None
+    hours_from: int | None = Field(
+        description="How many leads the median and p90 come from (sampled ones when the "
+        "row's `hours_exact` is false)"
+    )
 
 
 class RowOut(BaseModel):
@@ -73,6 +82,10 @@ class RowOut(BaseModel):
     key: str | None
     label: str
     stages: list[StageOut]
+    hours_sampled: int = Field(description="The leads the hours between stages come from")
+    hours_exact: bool = Field(
+        description="False: median and p90 ≈, from a deterministic sample of the row's leads"
+    )
 
 
 class PointOut(BaseModel):
@@ -88,6 +101,8 @@ class FunnelOut(BaseModel):
     filters: dict[str, str | None]
     dry_run: DryRun
     dry_run_note: str
+    hours_exact: bool
+    hours_note: str
     total: RowOut
     groups: list[RowOut]
     series: list[PointOut]
@@ -157,6 +172,8 @@ def as_json(report: FunnelReport) -> FunnelOut:
         },
         dry_run=f.dry_run,
         dry_run_note=DRY_RUN_NOTES[f.dry_run],
+        hours_exact=report.hours_exact,
+        hours_note=report.hours_note,
         total=RowOut.model_validate(report.total),
         groups=[RowOut.model_validate(g) for g in report.groups],
         series=[PointOut.model_validate(p) for p in report.series],
@@ -195,6 +212,8 @@ def as_csv(report: FunnelReport) -> str:
                         f.dry_run.value,
                         _iso(f.since),
                         _iso(f.until),
+                        figure.hours_from,
+                        row.hours_exact,
                     )
                 ]
             )
@@ -249,7 +268,9 @@ async def get_funnel(
     """Leads that reached each stage (ingested → verified → qualified → assigned → drafted →
     approved → sent → delivered → replied → won), step conversion rates and median/p90 hours
     between stages; grouped by source, campaign or rep. Cohort view: the leads created in
-    [from, to) and everything they reached since."""
+    [from, to) and everything they reached since. Counts and rates are exact; the hours of a
+    cohort above 20,000 leads come from a deterministic sample of about 20,000 of them
+    (`hours_exact`, `hours_note`, and per stage `hours_from`)."""
     filters = check_funnel_filters(
         since=since,
         until=until,

@@ -15,7 +15,7 @@ Pure: the service feeds it the stored state and each new event, and writes back 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from leadrelay.outreach.models import SuppressionReason
@@ -84,17 +84,22 @@ def _earliest(current: datetime | None, seen: datetime) -> datetime:
 
 def advance(state: DeliveryState, event: DeliveryEvent) -> tuple[DeliveryState, bool]:
     """The state after `event`, and whether the event moved the status forward."""
-    rank = RANK[event.kind]
+    kind, at = event.kind, event.occurred_at
+    rank = RANK[kind]
     moved = rank > state.rank
-    if moved:
-        state = replace(state, status=event.kind.value, rank=rank, updated_at=event.occurred_at)
-    if event.kind in _DELIVERED:
-        state = replace(state, delivered_at=_earliest(state.delivered_at, event.occurred_at))
-    if event.kind in _OPENED:
-        state = replace(state, opened_at=_earliest(state.opened_at, event.occurred_at))
-    if event.kind is EventKind.CLICKED:
-        state = replace(state, clicked_at=_earliest(state.clicked_at, event.occurred_at))
-    return state, moved
+    # One new state, built once (a webhook batch folds thousands of events).
+    return DeliveryState(
+        status=kind.value if moved else state.status,
+        rank=rank if moved else state.rank,
+        updated_at=at if moved else state.updated_at,
+        delivered_at=_earliest(state.delivered_at, at)
+        if kind in _DELIVERED
+        else state.delivered_at,
+        opened_at=_earliest(state.opened_at, at) if kind in _OPENED else state.opened_at,
+        clicked_at=_earliest(state.clicked_at, at)
+        if kind is EventKind.CLICKED
+        else state.clicked_at,
+    ), moved
 
 
 def suppression_for(event: DeliveryEvent) -> SuppressionReason | None:
