@@ -113,15 +113,24 @@ class Lead(TenantOwned, Base):
     updated_at: Mapped[CreatedAt]
 
 
-class FieldObservation(TenantOwned, Base):
+class LeadRows:
+    """Mixin for the rows a lead owns in bulk (seven provenance rows for each imported lead).
+    Only the lead is a foreign key: a key to the tenant as well would be a second check per
+    row and a second index, for nothing, since deleting a tenant deletes its leads and these
+    go with them. Nothing reads these rows by tenant alone, so tenant_id has no index."""
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    lead_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("leads.id", ondelete="CASCADE"), index=True
+    )
+
+
+class FieldObservation(LeadRows, Base):
     """Provenance: every value a source gave for a lead's field, with the raw value and when."""
 
     __tablename__ = "lead_field_values"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    lead_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("leads.id", ondelete="CASCADE"), index=True
-    )
     field: Mapped[str] = mapped_column(String(50))
     value: Mapped[str | None] = mapped_column(Text)
     raw_value: Mapped[str | None] = mapped_column(Text)
@@ -132,16 +141,13 @@ class FieldObservation(TenantOwned, Base):
     observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class ExternalId(TenantOwned, Base):
+class ExternalId(LeadRows, Base):
     """A source's own id for a lead (CSV `external_id`, CRM id, Meta leadgen id)."""
 
     __tablename__ = "lead_external_ids"
     __table_args__ = (UniqueConstraint("tenant_id", "source_id", "external_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    lead_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("leads.id", ondelete="CASCADE"), index=True
-    )
     source_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("sources.id", ondelete="RESTRICT")
     )
