@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import FrozenInstanceError, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadrelay.drafting import evidence as evidence_module
 from leadrelay.drafting.compose import (
     BODY_LIMITS,
     STOP_INSTRUCTION,
@@ -19,10 +21,10 @@ from leadrelay.drafting.compose import (
     Draft,
     DraftTooLong,
     TemplateRejected,
+    compliance_lines,
     compose,
     content_hash,
     highlight,
-    split_sentences,
 )
 from leadrelay.drafting.evidence import (
     Channel,
@@ -35,8 +37,10 @@ from leadrelay.drafting.evidence import (
     evidence_from,
     lowest,
 )
+from leadrelay.drafting.sentences import Sentence, split_sentences
 from leadrelay.drafting.templates import (
     MessageTemplate,
+    Segment,
     SegmentKind,
     clean_value,
     default_template,
@@ -251,6 +255,59 @@ def test_splitter_spans_are_ordered_trimmed_and_cover_the_text(text: str) -> Non
     assert covered.replace(" ", "") == "".join(text.split()).replace(" ", "")
 
 
+class TestEvidenceCache:
+    def test_values_compare_the_same_from_a_cold_cache(self) -> None:
+        rows = [
+            obs("company", "  Northwind   Traders "),
+            obs("company", "NORTHWIND TRADERS", source="crm_sync", age=2 * DAY),
+            obs("title", " "),
+        ]
+        warm = evidence_from(rows, now=NOW)
+        evidence_module._COMPARED.clear()
+        assert evidence_from(rows, now=NOW) == warm
+        assert warm["company"].value == "Northwind Traders"
+        assert warm["company"].sources == 2
+        assert "title" not in warm
+
+    def test_the_cache_stays_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(evidence_module, "MAX_COMPARED", 3)
+        evidence_module._COMPARED.clear()
+        for name in ("Ann", "Bo", "Cy", "Di", "Ed"):
+            evidence_from([obs("full_name", name)], now=NOW)
+        assert len(evidence_module._COMPARED) <= 3
+
+
+class TestRecordInit:
+    """The records drafts make in bulk set their slots directly; they stay what the generated
+    `__init__` made: same fields, defaults, keywords, equality, and still frozen."""
+
+    def test_evidence(self) -> None:
+        made = Evidence("company", "Acme", "web_form", NOW, Confidence.HIGH, 2)
+        assert made == Evidence(
+            field="company",
+            value="Acme",
+            source="web_form",
+            observed_at=NOW,
+            confidence=Confidence.HIGH,
+            sources=2,
+            derived_from=None,
+        )
+        assert replace(made, value="Globex").value == "Globex"
+        with pytest.raises(FrozenInstanceError):
+            made.value = "Globex"  # type: ignore[misc]
+
+    def test_segment_and_sentence(self) -> None:
+        assert Segment("Hi") == Segment("Hi", SegmentKind.TEXT, None, None)
+        assert hash(Segment("Hi")) == hash(Segment(text="Hi"))
+        sentence = Sentence("Hi.", 0, 3, [], None, [])
+        assert sentence.compliance is False
+        assert sentence == Sentence(
+            text="Hi.", start=0, end=3, evidence=[], confidence=None, gaps=[], compliance=False
+        )
+        with pytest.raises(FrozenInstanceError):
+            sentence.text = "Bye."  # type: ignore[misc]
+
+
 # --- Compose -------------------------------------------------------------------------------------
 
 
@@ -329,6 +386,23 @@ def test_email_compliance_footer_comes_after_the_writer() -> None:
     assert result.body.count(UNSUBSCRIBE_PLACEHOLDER) == 1
     assert [s.text for s in result.sentences if s.compliance] == result.compliance
     assert not any(s.compliance for s in result.sentences[:-3])
+
+
+def test_compliance_lines_are_a_fresh_list_each_time() -> None:
+    lines = compliance_lines(Channel.EMAIL, SENDER, first_message=True)
+    lines.append("tampered")
+    assert "tampered" not in compliance_lines(Channel.EMAIL, SENDER, first_message=True)
+    assert "tampered" not in draft(Channel.EMAIL).compliance
+
+
+def test_drafts_share_no_mutable_parts() -> None:
+    first, second = draft(Channel.EMAIL), draft(Channel.EMAIL)
+    assert first == second
+    for a, b in zip(first.sentences, second.sentences, strict=True):
+        assert a.evidence is not b.evidence
+        assert a.gaps is not b.gaps
+    assert first.compliance is not second.compliance
+    assert first.segments is not second.segments
 
 
 def test_sms_stop_instruction_only_on_the_first_message() -> None:

@@ -3,6 +3,8 @@ template-injection payloads, and every inserted lead value must keep its evidenc
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 
+from leadrelay.drafting import templates
 from leadrelay.drafting.evidence import (
     Channel,
     Confidence,
@@ -25,11 +28,16 @@ from leadrelay.drafting.templates import (
     EvidenceTampered,
     MessageTemplate,
     Rendered,
+    Segment,
     SegmentKind,
     check_source,
     check_template,
+    clean_value,
     cta_text,
     render,
+    render_segments,
+    template_context,
+    usable_evidence,
 )
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
@@ -331,6 +339,29 @@ def test_control_and_bidi_characters_are_stripped_from_values() -> None:
     assert draw("{{ lead.company }}", lead).text == "Acme Ltd Inc"
 
 
+def cleaned_the_long_way(value: str) -> str:
+    """`clean_value` without its shortcut for values that are already clean."""
+    kept = (
+        ch
+        for ch in value
+        if ch not in SENTINEL_CHARS
+        and ch not in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+        and (ch.isspace() or unicodedata.category(ch) != "Cc")
+    )
+    return " ".join("".join(kept).split())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from([*"ab .\t\n\x00", "\u00a0", "\u202e", "\ue000"])))
+def test_clean_values_are_cleaned_as_the_long_way_cleans_them(value: str) -> None:
+    assert clean_value(value) == cleaned_the_long_way(value)
+    usable = usable_evidence({"company": ev("company", value)})
+    if cleaned_the_long_way(value):
+        assert usable["company"].value == cleaned_the_long_way(value)
+    else:
+        assert usable == {}
+
+
 def test_forged_markers_from_string_escapes_are_refused() -> None:
     with pytest.raises(EvidenceTampered):
         draw('{{ "\\ue000company\\ue001Contoso\\ue002" }}')
@@ -378,6 +409,70 @@ def test_any_value_is_inserted_with_evidence_or_shown_as_a_gap(value: str) -> No
         assert values[0].evidence is not None
         assert values[0].text == values[0].evidence.value
         assert values[0].text in rendered.text
+
+
+# --- Cutting the rendered text -------------------------------------------------------------------
+
+# Printed pieces that hold sentinels in every way a template could arrange them: whole markers
+# (right, forged, for a present or a missing field), stray sentinels, a marker split over two
+# outputs. Reading the output chunk by chunk must give what cutting the joined text gives.
+PRINTED = [
+    "Hi ",
+    ", and. ",
+    "{{ lead.company }}",
+    "{{ lead.title }}",
+    "{{ lead.first_name | default('there') }}",
+    "{{ sender.name }}",
+    "{{ cta }}",
+    '{{ "\\ue000company\\ue001Northwind Traders\\ue002" }}',
+    '{{ "\\ue000company\\ue001Contoso\\ue002" }}',
+    '{{ "\\ue003title\\ue004" }}',
+    '{{ "\\ue003company\\ue004" }}',
+    '{{ "\\ue000company" }}',
+    '{{ "\\ue001Northwind Traders\\ue002" }}',
+    '{{ "stray \\ue002" }}',
+    '{{ "" }}',
+]
+
+
+def outcome(work: Callable[[], list[Segment]]) -> object:
+    try:
+        return work()
+    except TemplateError as exc:
+        return type(exc), str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PRINTED), max_size=8), st.booleans())
+def test_reading_printed_chunks_cuts_like_the_joined_text(
+    printed: list[str], single_line: bool
+) -> None:
+    source = "".join(printed) or "x"
+    usable = usable_evidence(LEAD)
+    context = template_context(
+        usable, sender=SENDER, cta="Can we talk?", tone=Tone.FRIENDLY, length=Length.MEDIUM
+    )
+    chunks = list(templates._compile_stripped(source).generate(context))
+    by_chunks = outcome(lambda: render_segments(source, context, usable, single_line=single_line))
+    joined = outcome(
+        lambda: templates._tidy(templates._cut("".join(chunks), usable), single_line=single_line)
+    )
+    assert by_chunks == joined
+
+
+def test_one_context_renders_subject_and_body_as_render_does() -> None:
+    usable = usable_evidence(LEAD)
+    context = template_context(
+        usable, sender=SENDER, cta="Can we talk?", tone=Tone.FRIENDLY, length=Length.MEDIUM
+    )
+    for source, single_line in (
+        ("Idea for {{ lead.company }}", True),
+        ("{% set x = 'y' %}Hi {{ lead.first_name }}, {{ x }}. {{ cta }}", False),
+        ("Hi {{ lead.first_name }}. {{ lead.title }}", False),
+    ):
+        assert render_segments(source, context, usable, single_line=single_line) == (
+            draw(source, single_line=single_line).segments
+        )
 
 
 # --- Calls to action -----------------------------------------------------------------------------

@@ -15,10 +15,12 @@ Nothing is cut to fit: a draft over its channel's limit raises `DraftTooLong`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal
@@ -27,13 +29,13 @@ from jinja2.exceptions import TemplateError
 
 from leadrelay.drafting.evidence import (
     Channel,
-    Confidence,
     Evidence,
     Length,
     Sender,
     Tone,
-    lowest,
 )
+from leadrelay.drafting.records import slot_setters
+from leadrelay.drafting.sentences import Sentence, sentences_of
 from leadrelay.drafting.templates import (
     MessageTemplate,
     Segment,
@@ -41,10 +43,12 @@ from leadrelay.drafting.templates import (
     check_template,
     clean_value,
     cta_text,
-    render,
+    render_segments,
+    shared_context,
     usable_evidence,
+    with_lead,
 )
-from leadrelay.drafting.validate import Problem, validate
+from leadrelay.drafting.validate import Problem, occurs_verbatim, validate
 
 # Kept verbatim in the footer; the send step swaps in each recipient's own link.
 UNSUBSCRIBE_PLACEHOLDER = "{{unsubscribe_url}}"
@@ -89,35 +93,6 @@ class TemplateRejected(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Sentence:
-    """One sentence of a draft: `text == body[start:end]`.
-
-    `evidence`: the evidence of each lead value inserted in it (one per field, in order).
-    `confidence`: the lowest among them; None when it inserts nothing (template wording).
-    `gaps`: the missing fields shown in it. `compliance`: appended by the platform.
-    """
-
-    text: str
-    start: int
-    end: int
-    evidence: list[Evidence]
-    confidence: Confidence | None
-    gaps: list[str]
-    compliance: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "start": self.start,
-            "end": self.end,
-            "evidence": [evidence.as_dict() for evidence in self.evidence],
-            "confidence": self.confidence.value if self.confidence else None,
-            "gaps": list(self.gaps),
-            "compliance": self.compliance,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Draft:
     """A composed message. `segments` concatenate to exactly `body`, `subject_segments` to
     `subject`; `content_sha256` is `content_hash(channel, subject, body)`."""
@@ -137,6 +112,45 @@ class Draft:
     length: Length
     cta: str
     composed_at: datetime
+
+    def __init__(
+        self,
+        channel: Channel,
+        subject: str | None,
+        body: str,
+        sentences: list[Sentence],
+        gaps: list[str],
+        compliance: list[str],
+        content_sha256: str,
+        subject_sentences: list[Sentence],
+        segments: list[Segment],
+        subject_segments: list[Segment],
+        template_id: str,
+        tone: Tone,
+        length: Length,
+        cta: str,
+        composed_at: datetime,
+    ) -> None:
+        # One per draft, with fifteen fields: set through the slots (see `records`).
+        values = (
+            channel,
+            subject,
+            body,
+            sentences,
+            gaps,
+            compliance,
+            content_sha256,
+            subject_sentences,
+            segments,
+            subject_segments,
+            template_id,
+            tone,
+            length,
+            cta,
+            composed_at,
+        )
+        for set_field, value in zip(_DRAFT_SETTERS, values, strict=True):
+            set_field(self, value)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -158,12 +172,15 @@ class Draft:
         }
 
 
+_DRAFT_SETTERS = slot_setters(Draft, tuple(field.name for field in fields(Draft)))
+
+
 def content_hash(channel: Channel, subject: str | None, body: str) -> str:
     """SHA-256 hex of exactly what is sent: for email `subject + "\\n\\n" + body`, else `body`.
 
     The send guard recomputes it on the approved text, so any edit after approval is caught.
     """
-    if channel is Channel.EMAIL:
+    if channel is _EMAIL:
         if subject is None:
             raise ValueError("an email has a subject")
         content = subject + "\n\n" + body
@@ -174,71 +191,6 @@ def content_hash(channel: Channel, subject: str | None, body: str) -> str:
 
 # --- Sentences -------------------------------------------------------------------------------
 
-# Abbreviations that come BEFORE a word, often a capitalised one ("e.g. Acme", "Dr. Doe"), so
-# their dot never ends a sentence. Lower-case, without the final dot. Abbreviations that end a
-# name or a list ("Acme Inc.", "etc.") need no entry: their dot ends a sentence only when a
-# capitalised word follows, which is the rule for every dot ("Acme Inc. is" stays together,
-# "about Acme Inc. Next week" splits).
-ABBREVIATIONS: frozenset[str] = frozenset(
-    {
-        "e.g", "i.e", "vs", "cf", "approx", "ca", "no", "nos", "fig", "ref",
-        "mr", "mrs", "ms", "mx", "dr", "prof", "st", "mt", "rev", "hon", "gen", "capt",
-    }
-)  # fmt: skip
-_TERMINAL = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)|\n")
-_NEXT_ON_LINE = re.compile(r"[ \t]*(\S)")
-
-
-def _word_before(text: str, end: int) -> str:
-    """The run of non-space characters ending at `end` (a backward scan: a regex searched from
-    the start of the text would rescan it for every full stop)."""
-    start = end
-    while start > 0 and not text[start - 1].isspace():
-        start -= 1
-    return text[start:end]
-
-
-def split_sentences(text: str, protected: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int]]:
-    """(start, end) of each sentence in `text`, whitespace trimmed, in order.
-
-    A sentence ends at a line break, or after `.`, `!`, `?` or `…` (with closing quotes or
-    brackets) followed by whitespace or the end, except:
-    - inside a `protected` span (an inserted value such as "Globex Inc. Europe");
-    - a lone `.` after an abbreviation that precedes a word ("e.g.", "Dr.", see
-      `ABBREVIATIONS`) or after a single letter (the initial in "J. Doe");
-    - a lone `.` followed on the same line by a lower-case letter ("Acme Inc. is", "etc. and").
-    """
-    ends: list[int] = []
-    for match in _TERMINAL.finditer(text):
-        if match.group() == "\n":
-            ends.append(match.start())
-            continue
-        end = match.end()
-        if any(start < end < stop for start, stop in protected):
-            continue
-        if match.group().rstrip("\"'”’)]") == ".":
-            word = _word_before(text, match.start()).lstrip("([\"'“‘").casefold()
-            if word in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
-                continue
-            following = _NEXT_ON_LINE.match(text, end)
-            if following and following.group(1).islower():
-                continue
-        ends.append(end)
-    ends.append(len(text))
-
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for end in ends:
-        if end <= start:
-            continue
-        chunk = text[start:end]
-        stripped = chunk.strip()
-        if stripped:
-            offset = start + len(chunk) - len(chunk.lstrip())
-            spans.append((offset, offset + len(stripped)))
-        start = end
-    return spans
-
 
 def _with_offsets(segments: Sequence[Segment]) -> list[tuple[int, int, Segment]]:
     placed: list[tuple[int, int, Segment]] = []
@@ -247,46 +199,6 @@ def _with_offsets(segments: Sequence[Segment]) -> list[tuple[int, int, Segment]]
         placed.append((position, position + len(segment.text), segment))
         position += len(segment.text)
     return placed
-
-
-def sentences_of(segments: Sequence[Segment]) -> list[Sentence]:
-    """Split text given as segments into sentences carrying their values' evidence."""
-    text = "".join(segment.text for segment in segments)
-    placed = _with_offsets(segments)
-    protected = [
-        (start, end) for start, end, s in placed if s.kind in (SegmentKind.VALUE, SegmentKind.GAP)
-    ]
-    sentences: list[Sentence] = []
-    first = 0  # both are in text order: skip the segments that end before this sentence
-    for start, end in split_sentences(text, protected):
-        while first < len(placed) and placed[first][1] <= start:
-            first += 1
-        inside = []
-        for index in range(first, len(placed)):
-            s_start, s_end, segment = placed[index]
-            if s_start >= end:
-                break
-            if s_end > start:
-                inside.append(segment)
-        evidence: dict[str, Evidence] = {}
-        gaps: dict[str, None] = {}
-        for segment in inside:
-            if segment.kind is SegmentKind.VALUE and segment.evidence and segment.field:
-                evidence.setdefault(segment.field, segment.evidence)
-            elif segment.kind is SegmentKind.GAP and segment.field:
-                gaps[segment.field] = None
-        sentences.append(
-            Sentence(
-                text=text[start:end],
-                start=start,
-                end=end,
-                evidence=list(evidence.values()),
-                confidence=lowest(e.confidence for e in evidence.values()),
-                gaps=list(gaps),
-                compliance=bool(inside) and all(s.kind is SegmentKind.COMPLIANCE for s in inside),
-            )
-        )
-    return sentences
 
 
 # --- Compliance ------------------------------------------------------------------------------
@@ -308,29 +220,112 @@ def compliance_lines(channel: Channel, sender: Sender, *, first_message: bool) -
     SMS and WhatsApp, first message only: the company, then "Reply STOP to opt out.".
     Voice: "Hello, this is <name> calling from <company>." (placed before the script).
     """
+    return list(_platform_part(channel, sender, first_message)[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _platform_part(
+    channel: Channel, sender: Sender, first_message: bool
+) -> tuple[tuple[str, ...], Segment | None]:
+    """`compliance_lines` and the segment that holds them. A tenant's sender is the same for
+    every draft: worded once, and the segment, immutable, shared by the drafts."""
+    lines = _compliance_lines(channel, sender, first_message=first_message)
+    if not lines:
+        return lines, None
+    if channel is Channel.VOICE:
+        return lines, Segment("\n".join(lines) + "\n\n", SegmentKind.COMPLIANCE)
+    # Every SMS character counts; the other channels get a blank line before the platform's part.
+    joiner = "\n" if channel is Channel.SMS else "\n\n"
+    return lines, Segment(joiner + "\n".join(lines), SegmentKind.COMPLIANCE)
+
+
+def _compliance_lines(channel: Channel, sender: Sender, *, first_message: bool) -> tuple[str, ...]:
     name, company = clean_value(sender.name), clean_value(sender.company)
     if channel is Channel.EMAIL:
-        return [
+        return (
             f"{name}, {company}",
             _address(sender.postal_address),
             f"Unsubscribe: {UNSUBSCRIBE_PLACEHOLDER}",
-        ]
+        )
     if channel in (Channel.SMS, Channel.WHATSAPP):
-        return [company, STOP_INSTRUCTION] if first_message else []
-    return [_full_stop(f"Hello, this is {name} calling from {company}")]
+        return (company, STOP_INSTRUCTION) if first_message else ()
+    return (_full_stop(f"Hello, this is {name} calling from {company}"),)
 
 
-def _assemble(channel: Channel, writer: list[Segment], lines: list[str]) -> list[Segment]:
-    if not lines:
+def _assemble(channel: Channel, writer: list[Segment], platform: Segment | None) -> list[Segment]:
+    if platform is None:
         return writer
     if channel is Channel.VOICE:
-        return [Segment("\n".join(lines) + "\n\n", SegmentKind.COMPLIANCE), *writer]
-    # Every SMS character counts; the other channels get a blank line before the platform's part.
-    joiner = "\n" if channel is Channel.SMS else "\n\n"
-    return [*writer, Segment(joiner + "\n".join(lines), SegmentKind.COMPLIANCE)]
+        return [platform, *writer]
+    return [*writer, platform]
+
+
+_TEXT_OF = operator.attrgetter("text")
+# Enum members named on their class cost about ten global lookups each on Python 3.11 (`EnumType`
+# has a `__getattr__`, which sends every class attribute through a slow hook); hot code uses these.
+_EMAIL, _GAP = Channel.EMAIL, SegmentKind.GAP
 
 
 # --- Compose ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Setting:
+    """What `compose` makes of its arguments other than the lead's evidence, once checked."""
+
+    template: MessageTemplate
+    sender: Sender
+    channel: Channel
+    tone: Tone
+    length: Length
+    cta: str
+    first_message: bool
+    context: dict[str, Any]  # `templates.shared_context`
+    platform_lines: tuple[str, ...]
+    platform: Segment | None
+
+
+# The last setting composed with. Every draft of a campaign step has the same template, sender
+# and controls, mostly the very same objects: telling them apart by identity spares each draft
+# hashing the template and the sender (frozen dataclasses hash field by field, in Python).
+_last_setting: _Setting | None = None
+
+
+def _setting(
+    template: MessageTemplate,
+    sender: Sender,
+    channel: Channel,
+    tone: Tone,
+    length: Length,
+    cta: str,
+    first_message: bool,
+) -> _Setting:
+    """Raises what `compose` raises for its arguments other than the evidence, in its order."""
+    global _last_setting
+    last = _last_setting
+    if (
+        last is not None
+        and last.template is template
+        and last.sender is sender
+        and last.channel is channel
+        and last.tone is tone
+        and last.length is length
+        and last.cta == cta
+        and last.first_message == first_message
+    ):
+        return last
+    if template.channel is not channel:
+        raise ValueError(f"template {template.id!r} is for {template.channel}, not {channel}")
+    problems = check_template(template)
+    if problems:
+        raise TemplateRejected(template.id, problems)
+    cta_sentence = cta_text(cta, tone)
+    context = shared_context(sender=sender, cta=cta_sentence, tone=tone, length=length)
+    lines, platform = _platform_part(channel, sender, first_message)
+    _last_setting = _Setting(
+        template, sender, channel, tone, length, cta, first_message, context, lines, platform
+    )
+    return _last_setting
 
 
 def compose(
@@ -357,67 +352,54 @@ def compose(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    if template.channel is not channel:
-        raise ValueError(f"template {template.id!r} is for {template.channel}, not {channel}")
-    problems = check_template(template)
-    if problems:
-        raise TemplateRejected(template.id, problems)
-    cta_sentence = cta_text(cta, tone)
-    usable_evidence(evidence)  # a mis-filed evidence map is the caller's bug, not the template's
+    setting = _setting(template, sender, channel, tone, length, cta, first_message)
+    # A mis-filed evidence map is the caller's bug (ValueError here), not the template's.
+    usable = usable_evidence(evidence)
+    context = with_lead(usable, setting.context)
 
     def run(source: str, *, single_line: bool) -> list[Segment]:
         try:
-            rendered = render(
-                source,
-                lead=evidence,
-                sender=sender,
-                cta=cta_sentence,
-                tone=tone,
-                length=length,
-                single_line=single_line,
-            )
+            return render_segments(source, context, usable, single_line=single_line)
         except (TemplateError, ArithmeticError, TypeError, ValueError, RecursionError) as exc:
             # What a tenant's template does at render time is the template's problem, reported
             # as such, not a server error.
             raise TemplateRejected(template.id, [f"{type(exc).__name__}: {exc}"]) from exc
-        return rendered.segments
 
     subject_segments: list[Segment] = []
     subject: str | None = None
-    if channel is Channel.EMAIL and template.subject is not None:
+    if channel is _EMAIL and template.subject is not None:
         subject_segments = run(template.subject, single_line=True)
-        subject = "".join(s.text for s in subject_segments)
+        subject = "".join(map(_TEXT_OF, subject_segments))
         if not subject:
             raise TemplateRejected(template.id, ["subject: renders to empty text"])
     writer = run(template.body, single_line=False)
     if not writer:
         raise TemplateRejected(template.id, ["body: renders to empty text"])
-    writer_text = "".join(s.text for s in writer)
+    writer_text = "".join(map(_TEXT_OF, writer))
     if UNSUBSCRIBE_PLACEHOLDER in writer_text or UNSUBSCRIBE_PLACEHOLDER in (subject or ""):
         # The send step replaces every occurrence; only the platform's footer may hold it.
         raise ValueError(f"{UNSUBSCRIBE_PLACEHOLDER} is reserved for the platform's footer")
 
-    lines = compliance_lines(channel, sender, first_message=first_message)
-    segments = _assemble(channel, writer, lines)
-    body = "".join(s.text for s in segments)
+    lines = list(setting.platform_lines)
+    segments = _assemble(channel, writer, setting.platform)
+    body = "".join(map(_TEXT_OF, segments))
 
     if subject is not None and len(subject) > SUBJECT_LIMIT:
         raise DraftTooLong(channel, SUBJECT_LIMIT, len(subject), "subject")
-    if len(body) > BODY_LIMITS[channel]:
-        raise DraftTooLong(channel, BODY_LIMITS[channel], len(body))
+    limit = BODY_LIMITS[channel]
+    if len(body) > limit:
+        raise DraftTooLong(channel, limit, len(body))
 
-    gap_fields = (
-        s.field for s in [*subject_segments, *segments] if s.kind is SegmentKind.GAP and s.field
-    )
+    gap_fields = [s.field for s in [*subject_segments, *segments] if s.kind is _GAP and s.field]
     return Draft(
         channel=channel,
         subject=subject,
         body=body,
-        sentences=sentences_of(segments),
+        sentences=sentences_of(segments, text=body),
         gaps=list(dict.fromkeys(gap_fields)),
         compliance=lines,
         content_sha256=content_hash(channel, subject, body),
-        subject_sentences=sentences_of(subject_segments),
+        subject_sentences=sentences_of(subject_segments, text=subject or ""),
         segments=segments,
         subject_segments=subject_segments,
         template_id=template.id,
@@ -507,8 +489,9 @@ def compose_written(
     if UNSUBSCRIBE_PLACEHOLDER in text or UNSUBSCRIBE_PLACEHOLDER in (subject or ""):
         raise ValueError(f"{UNSUBSCRIBE_PLACEHOLDER} is reserved for the platform's footer")
     subject_segments = _written_segments(subject, usable) if subject is not None else []
-    lines = compliance_lines(channel, sender, first_message=first_message)
-    segments = _assemble(channel, _written_segments(text, usable), lines)
+    platform_lines, platform = _platform_part(channel, sender, first_message)
+    lines = list(platform_lines)
+    segments = _assemble(channel, _written_segments(text, usable), platform)
     body = "".join(s.text for s in segments)
     if subject is not None and len(subject) > SUBJECT_LIMIT:
         raise DraftTooLong(channel, SUBJECT_LIMIT, len(subject), "subject")
@@ -535,8 +518,8 @@ def compose_written(
 
 def compliance_length(channel: Channel, sender: Sender, *, first_message: bool) -> int:
     """Characters the platform adds to a message: what a writer's text must leave room for."""
-    lines = compliance_lines(channel, sender, first_message=first_message)
-    return len("".join(s.text for s in _assemble(channel, [], lines)))
+    platform = _platform_part(channel, sender, first_message)[1]
+    return len(platform.text) if platform is not None else 0
 
 
 def check_draft(draft: Draft) -> list[Problem]:
@@ -544,11 +527,15 @@ def check_draft(draft: Draft) -> list[Problem]:
     request asked for. Its values are evidence by construction (only evidenced fields can be
     inserted) and its wording is the tenant's own, checked by the sandbox when saved; the fact
     check (`validate` with facts) is for writers the platform does not vouch for, like an LLM."""
+    cta_sentence = cta_text(draft.cta, draft.tone)
+    limit = BODY_LIMITS[draft.channel]
+    if len(draft.body) <= limit and occurs_verbatim(cta_sentence, draft.body):
+        return []  # what `validate` finds in a draft within its limit that has its CTA as is
     return validate(
         draft.body,
-        channel=draft.channel.value,
+        channel=str(draft.channel),  # a StrEnum's value (`.value` is a slow descriptor)
         evidence_values={},
-        required=[cta_text(draft.cta, draft.tone)],
-        max_length=BODY_LIMITS[draft.channel],
+        required=[cta_sentence],
+        max_length=limit,
         facts=False,
     )

@@ -10,12 +10,14 @@ Pure: no database and no clock; the caller passes `now`.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import operator
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from leadrelay.drafting.records import slot_setters
 
 # The lead fields the provenance table records; templates may reference these and `first_name`.
 LEAD_FIELDS: tuple[str, ...] = (
@@ -64,6 +66,9 @@ class Confidence(StrEnum):
 
 
 _RANK = {Confidence.LOW: 0, Confidence.MEDIUM: 1, Confidence.HIGH: 2}
+# Enum members named on their class cost about ten global lookups each on Python 3.11 (`EnumType`
+# has a `__getattr__`, which sends every class attribute through a slow hook); hot code uses these.
+_HIGH, _MEDIUM, _LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
 
 
 def lowest(confidences: Iterable[Confidence]) -> Confidence | None:
@@ -99,6 +104,34 @@ class Evidence:
     sources: int
     derived_from: str | None = None
 
+    def __init__(
+        self,
+        field: str,
+        value: str,
+        source: str,
+        observed_at: datetime,
+        confidence: Confidence,
+        sources: int,
+        derived_from: str | None = None,
+    ) -> None:
+        # One per field per draft: set through the slots (see `records`).
+        (
+            set_field,
+            set_value,
+            set_source,
+            set_observed_at,
+            set_confidence,
+            set_sources,
+            set_derived_from,
+        ) = _EVIDENCE_SETTERS
+        set_field(self, field)
+        set_value(self, value)
+        set_source(self, source)
+        set_observed_at(self, observed_at)
+        set_confidence(self, confidence)
+        set_sources(self, sources)
+        set_derived_from(self, derived_from)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "field": self.field,
@@ -109,6 +142,12 @@ class Evidence:
             "sources": self.sources,
             "derived_from": self.derived_from,
         }
+
+
+_EVIDENCE_SETTERS = slot_setters(
+    Evidence,
+    ("field", "value", "source", "observed_at", "confidence", "sources", "derived_from"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +167,22 @@ class Sender:
                 raise ValueError(f"sender {name} is required")
 
 
-def _clean(value: str) -> str:
-    # Every lead field is single-line; collapsing whitespace keeps layout in the template's hands.
-    return " ".join(value.split())
+# Values as compared: cleaned (every lead field is single-line: collapsing whitespace keeps
+# layout in the template's hands) and folded (sources agree case-insensitively). The same values
+# (a company, a title, one value from several sources) come back from row to row and lead to
+# lead, so each is worked out once; a plain dict, emptied when full, is looked up in a fraction
+# of an lru_cache call, and a lead has a few dozen rows.
+_COMPARED: dict[str, tuple[str, str]] = {}
+_OBSERVED_AT = operator.attrgetter("observed_at")
+MAX_COMPARED = 8192
 
 
-def _key(value: str) -> str:
-    return value.casefold()
+def _compare_form(value: str) -> tuple[str, str]:
+    cleaned = " ".join(value.split())
+    if len(_COMPARED) >= MAX_COMPARED:
+        _COMPARED.clear()
+    compared = _COMPARED[value] = (cleaned, cleaned.casefold())
+    return compared
 
 
 def evidence_from(
@@ -158,35 +206,40 @@ def evidence_from(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    # Each value is cleaned and folded once: (index, observation, cleaned, folded).
-    by_field: dict[str, list[tuple[int, Observation, str, str]]] = defaultdict(list)
-    for index, observation in enumerate(observations):
+    by_field: dict[str, list[Observation]] = {}  # in row order
+    for observation in observations:
         if observation.observed_at.tzinfo is None:
             raise ValueError(f"observation of {observation.field} has a naive time")
-        cleaned = _clean(observation.value)
-        if cleaned:
-            by_field[observation.field].append((index, observation, cleaned, _key(cleaned)))
+        value = observation.value
+        if (_COMPARED.get(value) or _compare_form(value))[0]:
+            rows = by_field.get(observation.field)
+            if rows is None:
+                by_field[observation.field] = [observation]
+            else:
+                rows.append(observation)
 
     result: dict[str, Evidence] = {}
     for field in sorted(by_field):
         rows = by_field[field]
-        _, newest, value, folded = max(rows, key=lambda row: (row[1].observed_at, row[0]))
-        agreeing = {obs.source for _, obs, _, key in rows if key == folded}
+        # `max` keeps the first of equals: from the end, that is the later row, which wins a tie.
+        newest = max(reversed(rows), key=_OBSERVED_AT)
+        value, folded = _COMPARED.get(newest.value) or _compare_form(newest.value)
+        agreeing = {
+            row.source
+            for row in rows
+            if row.value == newest.value
+            or (_COMPARED.get(row.value) or _compare_form(row.value))[1] == folded
+        }
         if field in verified:
-            confidence = Confidence.HIGH
+            confidence = _HIGH
         elif now - newest.observed_at > STALE_AFTER:
-            confidence = Confidence.LOW
+            confidence = _LOW
         elif len(agreeing) >= 2:
-            confidence = Confidence.HIGH
+            confidence = _HIGH
         else:
-            confidence = Confidence.MEDIUM
+            confidence = _MEDIUM
         result[field] = Evidence(
-            field=field,
-            value=value,
-            source=newest.source,
-            observed_at=newest.observed_at,
-            confidence=confidence,
-            sources=len(agreeing),
+            field, value, newest.source, newest.observed_at, confidence, len(agreeing)
         )
 
     first = _first_name(result.get("full_name"))

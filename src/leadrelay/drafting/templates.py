@@ -37,7 +37,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from jinja2 import Template, Undefined, nodes
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
@@ -53,6 +53,7 @@ from leadrelay.drafting.evidence import (
     Sender,
     Tone,
 )
+from leadrelay.drafting.records import slot_setters
 
 VALUE_OPEN = "\ue000"
 VALUE_SEP = "\ue001"
@@ -98,8 +99,11 @@ def clean_value(value: str) -> str:
     """A value as it may be inserted: no sentinels, no control or bidi characters, single-line."""
     if value.isprintable():
         # Sentinels (private use), bidi controls (format) and control characters are all
-        # non-printable, so the common case needs only the whitespace collapse.
-        return " ".join(value.split())
+        # non-printable, so the common case needs only the whitespace collapse. The one
+        # printable whitespace is " ": most values are already clean, and kept as they are.
+        if value.startswith(" ") or value.endswith(" ") or "  " in value:
+            return " ".join(value.split())
+        return value
     kept = (
         ch
         for ch in strip_sentinels(value)
@@ -119,6 +123,11 @@ class SegmentKind(StrEnum):
     COMPLIANCE = "compliance"  # appended by the platform (footer, STOP line, voice intro)
 
 
+# Enum members named on their class cost about ten global lookups each on Python 3.11 (`EnumType`
+# has a `__getattr__`, which sends every class attribute through a slow hook); hot code uses these.
+_VALUE = SegmentKind.VALUE
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     """A run of text; a draft's segments concatenate to exactly its text."""
@@ -127,6 +136,23 @@ class Segment:
     kind: SegmentKind = SegmentKind.TEXT
     field: str | None = None
     evidence: Evidence | None = None
+
+    def __init__(
+        self,
+        text: str,
+        kind: SegmentKind = SegmentKind.TEXT,
+        field: str | None = None,
+        evidence: Evidence | None = None,
+    ) -> None:
+        # One per value per draft: set through the slots (see `records`).
+        set_text, set_kind, set_field, set_evidence = _SEGMENT_SETTERS
+        set_text(self, text)
+        set_kind(self, kind)
+        set_field(self, field)
+        set_evidence(self, evidence)
+
+
+_SEGMENT_SETTERS = slot_setters(Segment, ("text", "kind", "field", "evidence"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,15 +185,29 @@ class MessageTemplate:
 
 
 class _Tracked(str):
-    """A lead value that knows its field until it is printed (see `_finalize`)."""
+    """A lead value that knows its field until it is printed (see `_finalize`).
 
-    _lr_field: str
+    One subclass per field holds the field as a class attribute: a value is then a plain `str`
+    without an instance dict, several times cheaper to make, and a draft makes one per field.
+    """
 
-    def __new__(cls, value: str, field: str) -> _Tracked:
-        tracked = super().__new__(cls, value)
-        # Underscored, so the sandbox refuses it to templates.
-        tracked._lr_field = field
-        return tracked
+    __slots__ = ()
+    # Underscored, so the sandbox refuses it to templates.
+    _lr_field: ClassVar[str]
+
+
+def _tracked_type(field: str) -> type[_Tracked]:
+    class Tracked(_Tracked):
+        __slots__ = ()
+        _lr_field = field
+
+    Tracked.__name__ = Tracked.__qualname__ = f"_Tracked_{field}"
+    return Tracked
+
+
+_TRACKED: Mapping[str, type[_Tracked]] = {
+    field: _tracked_type(field) for field in sorted(TEMPLATE_LEAD_FIELDS)
+}
 
 
 class _Namespace:
@@ -175,9 +215,9 @@ class _Namespace:
 
     __slots__ = ("_kind", "_values")
 
-    def __init__(self, kind: str, values: Mapping[str, str]) -> None:
+    def __init__(self, kind: str, values: dict[str, str]) -> None:
         self._kind = kind
-        self._values = dict(values)
+        self._values = values  # the caller's own dict, made for this namespace
 
     def __getitem__(self, key: str) -> str:
         return self._values[key]
@@ -189,6 +229,27 @@ class _Namespace:
     @override
     def __repr__(self) -> str:
         return f"<{self._kind}>"
+
+
+class _LeadNamespace(_Namespace):
+    """`lead`: each value becomes a `_Tracked` when the template first reads it, and stays that
+    one object; a template reads a few of the lead's fields, not all of them."""
+
+    __slots__ = ("_evidence",)
+
+    def __init__(self, evidence: Mapping[str, Evidence]) -> None:
+        self._kind = "lead"
+        self._values = {}  # the values made so far
+        self._evidence = evidence
+
+    @override
+    def __getitem__(self, key: str) -> str:
+        made = self._values.get(key)
+        if made is None:
+            # A missing field raises KeyError here, as a dict would: the sandbox makes it a gap.
+            made = _TRACKED[key](self._evidence[key].value)
+            self._values[key] = made
+        return made
 
 
 class _GapUndefined(Undefined):
@@ -305,7 +366,17 @@ _ENV.filters["replace"] = _bounded_replace
 
 @functools.lru_cache(maxsize=256)
 def _compile(source: str) -> Template:
-    return _ENV.from_string(source)
+    template = _ENV.from_string(source)
+    # The environment has no globals, so neither has the template. A plain empty dict for
+    # Jinja's chain of empty mappings spares every render two walks over that chain.
+    template.globals = {}
+    return template
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_stripped(source: str) -> Template:
+    # Rendering strips sentinels from the source first; a cached template saves that pass too.
+    return _compile(strip_sentinels(source))
 
 
 # --- The check ---------------------------------------------------------------------------------
@@ -498,15 +569,12 @@ def _checked_template(template: MessageTemplate) -> tuple[str, ...]:
 # --- Rendering ---------------------------------------------------------------------------------
 
 
-def _sender_view(sender: Sender) -> _Namespace:
-    return _Namespace("sender", _sender_values(sender))
-
-
 @functools.lru_cache(maxsize=256)
-def _sender_values(sender: Sender) -> dict[str, str]:
-    # A tenant's sender is the same for every draft: cleaned once (callers copy the dict).
+def _sender_view(sender: Sender) -> _Namespace:
+    # A tenant's sender is the same for every draft: cleaned once. Sharing the namespace between
+    # renders is safe: it has no mutating method and the sandbox is immutable.
     cleaned = {name: clean_value(getattr(sender, name) or "") for name in sorted(SENDER_FIELDS)}
-    return {name: value for name, value in cleaned.items() if value}
+    return _Namespace("sender", {name: value for name, value in cleaned.items() if value})
 
 
 def usable_evidence(lead: Mapping[str, Evidence]) -> dict[str, Evidence]:
@@ -518,77 +586,213 @@ def usable_evidence(lead: Mapping[str, Evidence]) -> dict[str, Evidence]:
     for field, evidence in lead.items():
         if evidence.field != field:
             raise ValueError(f"evidence for {evidence.field!r} filed under {field!r}")
-        value = clean_value(evidence.value)
+        value = evidence.value
+        # `clean_value`'s own test for a value that is already clean, without the call.
+        if not value.isprintable() or value[:1] == " " or value[-1:] == " " or "  " in value:
+            value = clean_value(value)
         if field in TEMPLATE_LEAD_FIELDS and value:
             usable[field] = evidence if value == evidence.value else replace(evidence, value=value)
     return usable
 
 
-def _segments(raw: str, lead: Mapping[str, Evidence]) -> list[Segment]:
-    segments: list[Segment] = []
+def template_context(
+    usable: Mapping[str, Evidence], *, sender: Sender, cta: str, tone: Tone, length: Length
+) -> dict[str, Any]:
+    """What a template sees, from `usable_evidence(...)`. One context serves several renders (a
+    subject and a body): Jinja copies it into each render's own context."""
+    return with_lead(usable, shared_context(sender=sender, cta=cta, tone=tone, length=length))
 
-    def text(chunk: str) -> None:
-        if _SENTINELS.search(chunk):
-            raise EvidenceTampered("a template changed an inserted value's evidence marker")
-        if chunk:
-            segments.append(Segment(chunk))
 
-    position = 0
-    for match in _MARKER.finditer(raw):
-        text(raw[position : match.start()])
-        position = match.end()
-        value_field, value, gap_field = match.groups()
-        if gap_field is not None:
-            if gap_field not in TEMPLATE_LEAD_FIELDS or gap_field in lead:
-                raise EvidenceTampered(f"gap marker for {gap_field!r} was not produced as is")
-            segments.append(Segment(gap_text(gap_field), SegmentKind.GAP, gap_field))
-            continue
-        evidence = lead.get(value_field)
-        if evidence is None or evidence.value != value:
-            raise EvidenceTampered(f"value marker for {value_field!r} does not match its evidence")
-        segments.append(Segment(value, SegmentKind.VALUE, value_field, evidence))
-    text(raw[position:])
+def shared_context(*, sender: Sender, cta: str, tone: Tone, length: Length) -> dict[str, Any]:
+    """The part of a template's context that is not the lead: the same for every draft with
+    one sender, CTA sentence and controls."""
+    return {
+        "sender": _sender_view(sender),
+        "cta": clean_value(cta),
+        # A StrEnum's value (`.value` is a slow descriptor).
+        "tone": str(tone),
+        "length": str(length),
+    }
+
+
+def with_lead(usable: Mapping[str, Evidence], shared: Mapping[str, Any]) -> dict[str, Any]:
+    """A template's context: `shared_context(...)` and the lead's `usable_evidence(...)`."""
+    return {"lead": _LeadNamespace(usable), **shared}
+
+
+def render_segments(
+    source: str,
+    context: dict[str, Any],
+    usable: Mapping[str, Evidence],
+    *,
+    single_line: bool = False,
+) -> list[Segment]:
+    """`render` with its inputs prepared: `usable` from `usable_evidence`, `context` from
+    `template_context` with the same evidence. Raises what `render` raises."""
+    template = _compile_stripped(source)
+    chunks: list[str] = []
+    size = 0
+    try:
+        # `Template.generate` without its extra generator and copy of the context: the context
+        # is ours, and shared as is, since the environment has no globals to add to it.
+        for chunk in template.root_render_func(template.new_context(context, shared=True)):
+            size += len(chunk)
+            if size > MAX_RENDERED:
+                raise SecurityError(f"rendered text is over {MAX_RENDERED} characters")
+            chunks.append(chunk)
+    except Exception:
+        template.environment.handle_exception()  # raises it, as `generate` does
+    segments = _chunk_segments(chunks, usable, single_line=single_line)
+    if segments is None:
+        segments = _tidy(_cut("".join(chunks), usable), single_line=single_line)
     return segments
 
 
-@functools.lru_cache(maxsize=4096)
+# A piece of template wording, as the chunks Jinja printed it in (joined, it is the text).
+Wording = tuple[str, ...]
+
+# Chunks known to hold no sentinel. Template text and the sender's and CTA's words are the same
+# string objects from draft to draft, so this stays small; a flood of others only costs
+# checking them again.
+_CLEAN_CHUNKS: set[str] = set()
+MAX_CLEAN_CHUNKS = 4096
+
+
+def _chunk_segments(
+    chunks: list[str], lead: Mapping[str, Evidence], *, single_line: bool
+) -> list[Segment] | None:
+    """`_tidy(_cut(...))` of the joined chunks, read chunk by chunk: Jinja prints each value,
+    and so each marker, as a chunk of its own. None when a chunk is neither free of sentinels
+    nor one whole marker: only `_cut` can tell what that sentinel is part of."""
+    segments: list[Segment] = []
+    wording: list[str] = []
+    parts = 0  # pieces of wording and markers so far, as `_tidy` counts them
+    clean = _CLEAN_CHUNKS
+    for chunk in chunks:
+        if chunk in clean:  # most chunks: known template text, sender and CTA
+            wording.append(chunk)
+        elif not chunk:
+            continue
+        elif chunk[0] == VALUE_OPEN or chunk[0] == GAP_OPEN:
+            marker = _MARKER.fullmatch(chunk)
+            if marker is None:
+                return None
+            if wording:
+                _add_tidied(segments, tuple(wording), single_line, parts == 0, False)
+                wording.clear()
+                parts += 1
+            segments.append(_marker_segment(marker, lead))
+            parts += 1
+        elif _SENTINELS.search(chunk):
+            return None
+        else:
+            if len(clean) >= MAX_CLEAN_CHUNKS:
+                clean.clear()
+            clean.add(chunk)
+            wording.append(chunk)
+    if wording:
+        _add_tidied(segments, tuple(wording), single_line, parts == 0, True)
+    return segments
+
+
+def _marker_segment(marker: re.Match[str], lead: Mapping[str, Evidence]) -> Segment:
+    value_field, value, gap_field = marker.groups()
+    if gap_field is not None:
+        if gap_field not in TEMPLATE_LEAD_FIELDS or gap_field in lead:
+            raise EvidenceTampered(f"gap marker for {gap_field!r} was not produced as is")
+        return _gap_segment(gap_field)
+    evidence = lead.get(value_field)
+    if evidence is None or evidence.value != value:
+        raise EvidenceTampered(f"value marker for {value_field!r} does not match its evidence")
+    return Segment(value, _VALUE, value_field, evidence)
+
+
+def _cut(raw: str, lead: Mapping[str, Evidence]) -> list[Wording | Segment]:
+    """The rendered text cut at its markers: template wording (never empty, never two in a
+    row), values and gaps as segments. Raises `EvidenceTampered` for the first bad marker or
+    stray sentinel in the text, in text order."""
+    parts: list[Wording | Segment] = []
+    position = 0
+    for match in _MARKER.finditer(raw):
+        _add_wording(parts, raw[position : match.start()])
+        position = match.end()
+        parts.append(_marker_segment(match, lead))
+    _add_wording(parts, raw[position:])
+    return parts
+
+
+def _add_wording(parts: list[Wording | Segment], wording: str) -> None:
+    if _SENTINELS.search(wording):
+        raise EvidenceTampered("a template changed an inserted value's evidence marker")
+    if wording:
+        parts.append((wording,))
+
+
+_SPACES = re.compile(r"\s+")
+_SPACES_BEFORE_BREAK = re.compile(r"[ \t]+\n")
+_SPACES_AFTER_BREAK = re.compile(r"\n[ \t]+")
+_DOUBLE_SPACES = re.compile(r"[ \t]{2,}")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_DOUBLE_FULL_STOP = re.compile(r"(?<!\.)\.\.(?!\.)")
+_LEADING_FULL_STOP = re.compile(r"\.(?!\.)")
+
+
 def _tidy_text(text: str, *, single_line: bool) -> str:
-    # Template wording between values repeats from lead to lead: each piece is tidied once.
     if single_line:
-        text = re.sub(r"\s+", " ", text)
+        text = _SPACES.sub(" ", text)
     else:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-        text = re.sub(r"[ \t]+\n", "\n", text)
-        text = re.sub(r"\n[ \t]+", "\n", text)
-        text = re.sub(r"[ \t]{2,}", " ", text)
-        text = re.sub(r"\n{3,}", "\n\n", text)
+        text = _SPACES_BEFORE_BREAK.sub("\n", text)
+        text = _SPACES_AFTER_BREAK.sub("\n", text)
+        text = _DOUBLE_SPACES.sub(" ", text)
+        text = _BLANK_LINES.sub("\n\n", text)
     # A sender company ending in "." before a full stop ("Acme Ltd.."); an ellipsis stays.
-    return re.sub(r"(?<!\.)\.\.(?!\.)", ".", text)
+    return _DOUBLE_FULL_STOP.sub(".", text)
 
 
-def _tidy(segments: list[Segment], *, single_line: bool) -> list[Segment]:
+@functools.lru_cache(maxsize=4096)
+def _wording_segment(
+    wording: Wording, single_line: bool, after_full_stop: bool, first: bool, last: bool
+) -> Segment | None:
+    # Template wording between values repeats from lead to lead: each piece is tidied once and
+    # its segment, immutable, shared by every draft that has it. None: nothing left.
+    tidied = _tidy_text("".join(wording), single_line=single_line)
+    # "Globex Inc." before the template's own full stop; the value itself stays as observed.
+    if after_full_stop and _LEADING_FULL_STOP.match(tidied):
+        tidied = tidied[1:]
+    if first:
+        tidied = tidied.lstrip()
+    if last:
+        tidied = tidied.rstrip()
+    return Segment(tidied) if tidied else None
+
+
+@functools.lru_cache(maxsize=len(TEMPLATE_LEAD_FIELDS))
+def _gap_segment(field: str) -> Segment:
+    return Segment(gap_text(field), SegmentKind.GAP, field)
+
+
+def _tidy(parts: list[Wording | Segment], *, single_line: bool) -> list[Segment]:
     """Whitespace left by `{% if %}` blocks is template wording: tidy it, never a value."""
-    merged: list[Segment] = []
-    for segment in segments:
-        if merged and segment.kind is SegmentKind.TEXT and merged[-1].kind is SegmentKind.TEXT:
-            merged[-1] = Segment(merged[-1].text + segment.text)
-        else:
-            merged.append(segment)
     tidied: list[Segment] = []
-    for segment in merged:
-        if segment.kind is not SegmentKind.TEXT:
-            tidied.append(segment)
-            continue
-        text = _tidy_text(segment.text, single_line=single_line)
-        # "Globex Inc." before the template's own full stop; the value itself stays as observed.
-        if tidied and tidied[-1].text.endswith(".") and re.match(r"\.(?!\.)", text):
-            text = text[1:]
-        tidied.append(Segment(text))
-    if tidied and tidied[0].kind is SegmentKind.TEXT:
-        tidied[0] = Segment(tidied[0].text.lstrip())
-    if tidied and tidied[-1].kind is SegmentKind.TEXT:
-        tidied[-1] = Segment(tidied[-1].text.rstrip())
-    return [s for s in tidied if s.text]
+    last = len(parts) - 1
+    for index, part in enumerate(parts):
+        if isinstance(part, Segment):
+            tidied.append(part)
+        else:
+            _add_tidied(tidied, part, single_line, index == 0, index == last)
+    return tidied
+
+
+def _add_tidied(
+    segments: list[Segment], wording: Wording, single_line: bool, first: bool, last: bool
+) -> None:
+    # Wording follows a value or a gap (never wording), or nothing.
+    after_full_stop = bool(segments) and segments[-1].text.endswith(".")
+    # Positional: the cache's key is then the call's own arguments.
+    segment = _wording_segment(wording, single_line, after_full_stop, first, last)
+    if segment is not None:
+        segments.append(segment)
 
 
 def render(
@@ -608,22 +812,8 @@ def render(
     after `check_template`; safe without it.
     """
     usable = usable_evidence(lead)
-    context = {
-        "lead": _Namespace("lead", {f: _Tracked(e.value, f) for f, e in usable.items()}),
-        "sender": _sender_view(sender),
-        "cta": clean_value(cta),
-        "tone": tone.value,
-        "length": length.value,
-    }
-    chunks: list[str] = []
-    size = 0
-    for chunk in _compile(strip_sentinels(source)).generate(context):
-        size += len(chunk)
-        if size > MAX_RENDERED:
-            raise SecurityError(f"rendered text is over {MAX_RENDERED} characters")
-        chunks.append(chunk)
-    segments = _segments("".join(chunks), usable)
-    return Rendered(_tidy(segments, single_line=single_line))
+    context = template_context(usable, sender=sender, cta=cta, tone=tone, length=length)
+    return Rendered(render_segments(source, context, usable, single_line=single_line))
 
 
 # --- Calls to action and built-in templates ------------------------------------------------------

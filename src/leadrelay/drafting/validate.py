@@ -136,7 +136,7 @@ def _present(needle: str, haystack: str) -> bool:
     return re.search(before + re.escape(needle) + after, haystack) is not None
 
 
-def _verbatim(element: str, text: str) -> bool:
+def occurs_verbatim(element: str, text: str) -> bool:
     """`element` occurs as is, between word boundaries: present without normalizing."""
     at = text.find(element)
     while at >= 0:
@@ -342,7 +342,7 @@ def validate(
         )
     normalized_text: str | None = None
     for element in required:
-        if not element or not element.strip() or _verbatim(element, text):
+        if not element or not element.strip() or occurs_verbatim(element, text):
             continue
         normalized_text = normalized_text or normalize(text)  # only when needed: NFKC is dear
         if not _present(normalize(element), normalized_text):
