@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import FrozenInstanceError, replace
+from dataclasses import FrozenInstanceError, fields, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadrelay.drafting import evidence as evidence_module
+from leadrelay.drafting import sentences as sentences_module
+from leadrelay.drafting import templates as templates_module
 from leadrelay.drafting.compose import (
     BODY_LIMITS,
     STOP_INSTRUCTION,
@@ -255,57 +257,61 @@ def test_splitter_spans_are_ordered_trimmed_and_cover_the_text(text: str) -> Non
     assert covered.replace(" ", "") == "".join(text.split()).replace(" ", "")
 
 
-class TestEvidenceCache:
-    def test_values_compare_the_same_from_a_cold_cache(self) -> None:
-        rows = [
-            obs("company", "  Northwind   Traders "),
-            obs("company", "NORTHWIND TRADERS", source="crm_sync", age=2 * DAY),
-            obs("title", " "),
-        ]
-        warm = evidence_from(rows, now=NOW)
-        evidence_module._COMPARED.clear()
-        assert evidence_from(rows, now=NOW) == warm
-        assert warm["company"].value == "Northwind Traders"
-        assert warm["company"].sources == 2
-        assert "title" not in warm
-
-    def test_the_cache_stays_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(evidence_module, "MAX_COMPARED", 3)
-        evidence_module._COMPARED.clear()
-        for name in ("Ann", "Bo", "Cy", "Di", "Ed"):
-            evidence_from([obs("full_name", name)], now=NOW)
-        assert len(evidence_module._COMPARED) <= 3
+def test_values_compare_cleaned_and_case_insensitively() -> None:
+    rows = [
+        obs("company", "  Northwind   Traders "),
+        obs("company", "NORTHWIND TRADERS", source="crm_sync", age=2 * DAY),
+        obs("title", " "),
+    ]
+    result = evidence_from(rows, now=NOW)
+    assert result["company"].value == "Northwind Traders"
+    assert result["company"].sources == 2
+    assert "title" not in result
 
 
-class TestRecordInit:
-    """The records drafts make in bulk set their slots directly; they stay what the generated
-    `__init__` made: same fields, defaults, keywords, equality, and still frozen."""
+class TestRecordMakers:
+    """Drafts make their evidence, value segments and sentences without the constructors (see
+    `records`); what they make must be what the constructors make, and frozen like it."""
 
     def test_evidence(self) -> None:
-        made = Evidence("company", "Acme", "web_form", NOW, Confidence.HIGH, 2)
-        assert made == Evidence(
-            field="company",
-            value="Acme",
-            source="web_form",
-            observed_at=NOW,
-            confidence=Confidence.HIGH,
-            sources=2,
-            derived_from=None,
+        made = evidence_module._new_evidence(
+            "company", "Acme", "web_form", NOW, Confidence.HIGH, 2, None
         )
+        built = Evidence("company", "Acme", "web_form", NOW, Confidence.HIGH, 2)
+        assert type(made) is Evidence
+        assert made == built
+        assert hash(made) == hash(built)
+        assert repr(made) == repr(built)
         assert replace(made, value="Globex").value == "Globex"
         with pytest.raises(FrozenInstanceError):
             made.value = "Globex"  # type: ignore[misc]
 
-    def test_segment_and_sentence(self) -> None:
-        assert Segment("Hi") == Segment("Hi", SegmentKind.TEXT, None, None)
-        assert hash(Segment("Hi")) == hash(Segment(text="Hi"))
-        sentence = Sentence("Hi.", 0, 3, [], None, [])
-        assert sentence.compliance is False
-        assert sentence == Sentence(
-            text="Hi.", start=0, end=3, evidence=[], confidence=None, gaps=[], compliance=False
-        )
+    def test_value_segment(self) -> None:
+        evidence = LEAD["company"]
+        made = templates_module._new_value_segment("Northwind Traders", "company", evidence)
+        built = Segment("Northwind Traders", SegmentKind.VALUE, "company", evidence)
+        assert type(made) is Segment
+        assert (made, hash(made), repr(made)) == (built, hash(built), repr(built))
         with pytest.raises(FrozenInstanceError):
-            sentence.text = "Bye."  # type: ignore[misc]
+            made.text = "Contoso"  # type: ignore[misc]
+
+    def test_draft(self) -> None:
+        made = draft(Channel.EMAIL)
+        built = Draft(**{field.name: getattr(made, field.name) for field in fields(Draft)})
+        assert type(made) is Draft
+        assert (made, repr(made)) == (built, repr(built))
+        with pytest.raises(FrozenInstanceError):
+            made.body = "edited"  # type: ignore[misc]
+
+    def test_sentence(self) -> None:
+        evidence = [LEAD["company"]]
+        made = sentences_module._new_sentence("Hi.", 0, 3, evidence, Confidence.HIGH, [], False)
+        built = Sentence("Hi.", 0, 3, evidence, Confidence.HIGH, [])
+        assert type(made) is Sentence
+        assert (made, repr(made)) == (built, repr(built))
+        assert made.evidence is evidence
+        with pytest.raises(FrozenInstanceError):
+            made.text = "Bye."  # type: ignore[misc]
 
 
 # --- Compose -------------------------------------------------------------------------------------
@@ -393,6 +399,35 @@ def test_compliance_lines_are_a_fresh_list_each_time() -> None:
     lines.append("tampered")
     assert "tampered" not in compliance_lines(Channel.EMAIL, SENDER, first_message=True)
     assert "tampered" not in draft(Channel.EMAIL).compliance
+
+
+def test_each_call_uses_its_own_template_sender_and_controls() -> None:
+    # `compose` keeps the last template, sender and controls it was given: a call with others
+    # must not get the previous ones.
+    first = draft(Channel.EMAIL)
+    other_sender = Sender(name="Ana Lopez", company="Globex", postal_address="2 High Street")
+    other = compose(
+        default_template(Channel.EMAIL, Tone.DIRECT),
+        LEAD,
+        sender=other_sender,
+        channel=Channel.EMAIL,
+        tone=Tone.DIRECT,
+        length=Length.SHORT,
+        cta="reply",
+        first_message=True,
+        now=NOW,
+    )
+    assert other.compliance == [
+        "Ana Lopez, Globex",
+        "2 High Street",
+        f"Unsubscribe: {UNSUBSCRIBE_PLACEHOLDER}",
+    ]
+    assert "Is this worth a conversation?" in other.body
+    assert draft(Channel.EMAIL) == first
+    with pytest.raises(ValueError, match="is for email, not sms"):
+        draft(Channel.SMS, template=default_template(Channel.EMAIL, Tone.FRIENDLY))
+    with pytest.raises(ValueError, match="unknown call to action"):
+        draft(Channel.EMAIL, cta="buy_now")
 
 
 def test_drafts_share_no_mutable_parts() -> None:

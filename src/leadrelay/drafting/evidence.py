@@ -10,14 +10,13 @@ Pure: no database and no clock; the caller passes `now`.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from leadrelay.drafting.records import slot_setters
+from leadrelay.drafting.records import twin_of
 
 # The lead fields the provenance table records; templates may reference these and `first_name`.
 LEAD_FIELDS: tuple[str, ...] = (
@@ -104,34 +103,6 @@ class Evidence:
     sources: int
     derived_from: str | None = None
 
-    def __init__(
-        self,
-        field: str,
-        value: str,
-        source: str,
-        observed_at: datetime,
-        confidence: Confidence,
-        sources: int,
-        derived_from: str | None = None,
-    ) -> None:
-        # One per field per draft: set through the slots (see `records`).
-        (
-            set_field,
-            set_value,
-            set_source,
-            set_observed_at,
-            set_confidence,
-            set_sources,
-            set_derived_from,
-        ) = _EVIDENCE_SETTERS
-        set_field(self, field)
-        set_value(self, value)
-        set_source(self, source)
-        set_observed_at(self, observed_at)
-        set_confidence(self, confidence)
-        set_sources(self, sources)
-        set_derived_from(self, derived_from)
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "field": self.field,
@@ -144,10 +115,30 @@ class Evidence:
         }
 
 
-_EVIDENCE_SETTERS = slot_setters(
-    Evidence,
-    ("field", "value", "source", "observed_at", "confidence", "sources", "derived_from"),
-)
+_EvidenceFields = twin_of(Evidence)
+
+
+def _new_evidence(
+    field: str,
+    value: str,
+    source: str,
+    observed_at: datetime,
+    confidence: Confidence,
+    sources: int,
+    derived_from: str | None,
+) -> Evidence:
+    """`Evidence(...)`, made a few times cheaper (see `records`)."""
+    made = _EvidenceFields()
+    made.field = field
+    made.value = value
+    made.source = source
+    made.observed_at = observed_at
+    made.confidence = confidence
+    made.sources = sources
+    made.derived_from = derived_from
+    made.__class__ = Evidence
+    evidence: Evidence = made  # what it now is; no `cast`, a call per record
+    return evidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,24 +156,6 @@ class Sender:
         for name in ("name", "company", "postal_address"):
             if not getattr(self, name).strip():
                 raise ValueError(f"sender {name} is required")
-
-
-# Values as compared: cleaned (every lead field is single-line: collapsing whitespace keeps
-# layout in the template's hands) and folded (sources agree case-insensitively). The same values
-# (a company, a title, one value from several sources) come back from row to row and lead to
-# lead, so each is worked out once; a plain dict, emptied when full, is looked up in a fraction
-# of an lru_cache call, and a lead has a few dozen rows.
-_COMPARED: dict[str, tuple[str, str]] = {}
-_OBSERVED_AT = operator.attrgetter("observed_at")
-MAX_COMPARED = 8192
-
-
-def _compare_form(value: str) -> tuple[str, str]:
-    cleaned = " ".join(value.split())
-    if len(_COMPARED) >= MAX_COMPARED:
-        _COMPARED.clear()
-    compared = _COMPARED[value] = (cleaned, cleaned.casefold())
-    return compared
 
 
 def evidence_from(
@@ -206,12 +179,20 @@ def evidence_from(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    # Each distinct value cleaned (every lead field is single-line: collapsing whitespace keeps
+    # layout in the template's hands) and folded (sources agree case-insensitively) once, for a
+    # value comes from several sources. Kept for this call only: no lead's data outlives it.
+    compared: dict[str, tuple[str, str]] = {}
     by_field: dict[str, list[Observation]] = {}  # in row order
     for observation in observations:
         if observation.observed_at.tzinfo is None:
             raise ValueError(f"observation of {observation.field} has a naive time")
         value = observation.value
-        if (_COMPARED.get(value) or _compare_form(value))[0]:
+        forms = compared.get(value)
+        if forms is None:
+            cleaned = " ".join(value.split())
+            forms = compared[value] = (cleaned, cleaned.casefold())
+        if forms[0]:
             rows = by_field.get(observation.field)
             if rows is None:
                 by_field[observation.field] = [observation]
@@ -221,15 +202,12 @@ def evidence_from(
     result: dict[str, Evidence] = {}
     for field in sorted(by_field):
         rows = by_field[field]
-        # `max` keeps the first of equals: from the end, that is the later row, which wins a tie.
-        newest = max(reversed(rows), key=_OBSERVED_AT)
-        value, folded = _COMPARED.get(newest.value) or _compare_form(newest.value)
-        agreeing = {
-            row.source
-            for row in rows
-            if row.value == newest.value
-            or (_COMPARED.get(row.value) or _compare_form(row.value))[1] == folded
-        }
+        newest = rows[0]
+        for row in rows:
+            if row.observed_at >= newest.observed_at:  # `>=`: the later row wins a tie
+                newest = row
+        value, folded = compared[newest.value]
+        agreeing = {row.source for row in rows if compared[row.value][1] == folded}
         if field in verified:
             confidence = _HIGH
         elif now - newest.observed_at > STALE_AFTER:
@@ -238,8 +216,8 @@ def evidence_from(
             confidence = _HIGH
         else:
             confidence = _MEDIUM
-        result[field] = Evidence(
-            field, value, newest.source, newest.observed_at, confidence, len(agreeing)
+        result[field] = _new_evidence(
+            field, value, newest.source, newest.observed_at, confidence, len(agreeing), None
         )
 
     first = _first_name(result.get("full_name"))

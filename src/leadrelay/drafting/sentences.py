@@ -16,22 +16,17 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from leadrelay.drafting.evidence import Confidence, Evidence, lowest
-from leadrelay.drafting.records import slot_setters
+from leadrelay.drafting.records import twin_of
 from leadrelay.drafting.templates import Segment, SegmentKind
 
 Span = tuple[int, int]
 
 # Enum members named on their class cost about ten global lookups each on Python 3.11 (`EnumType`
 # has a `__getattr__`, which sends every class attribute through a slow hook); hot code uses these.
-_TEXT, _VALUE, _GAP, _COMPLIANCE = (
-    SegmentKind.TEXT,
-    SegmentKind.VALUE,
-    SegmentKind.GAP,
-    SegmentKind.COMPLIANCE,
-)
+_TEXT, _VALUE, _GAP = SegmentKind.TEXT, SegmentKind.VALUE, SegmentKind.GAP
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,34 +46,6 @@ class Sentence:
     gaps: list[str]
     compliance: bool = False
 
-    def __init__(
-        self,
-        text: str,
-        start: int,
-        end: int,
-        evidence: list[Evidence],
-        confidence: Confidence | None,
-        gaps: list[str],
-        compliance: bool = False,
-    ) -> None:
-        # A dozen per draft: set through the slots (see `records`).
-        (
-            set_text,
-            set_start,
-            set_end,
-            set_evidence,
-            set_confidence,
-            set_gaps,
-            set_compliance,
-        ) = _SENTENCE_SETTERS
-        set_text(self, text)
-        set_start(self, start)
-        set_end(self, end)
-        set_evidence(self, evidence)
-        set_confidence(self, confidence)
-        set_gaps(self, gaps)
-        set_compliance(self, compliance)
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
@@ -91,9 +58,30 @@ class Sentence:
         }
 
 
-_SENTENCE_SETTERS = slot_setters(
-    Sentence, ("text", "start", "end", "evidence", "confidence", "gaps", "compliance")
-)
+_SentenceFields = twin_of(Sentence)
+
+
+def _new_sentence(
+    text: str,
+    start: int,
+    end: int,
+    evidence: list[Evidence],
+    confidence: Confidence | None,
+    gaps: list[str],
+    compliance: bool,
+) -> Sentence:
+    """`Sentence(...)`, made a few times cheaper (see `records`)."""
+    made = _SentenceFields()
+    made.text = text
+    made.start = start
+    made.end = end
+    made.evidence = evidence
+    made.confidence = confidence
+    made.gaps = gaps
+    made.compliance = compliance
+    made.__class__ = Sentence
+    sentence: Sentence = made  # what it now is; no `cast`, a call per record
+    return sentence
 
 
 # --- The rule ----------------------------------------------------------------------------------
@@ -516,21 +504,18 @@ def _fill(
     for start_index, start_offset, end_index, end_offset, values, gaps, compliance in layout:
         start = starts[start_index] + start_offset
         end = starts[end_index] + end_offset
-        if values:
-            # The layout lists value segments with evidence only.
-            evidence = cast("list[Evidence]", [segments[i].evidence for i in values])
-            append(
-                Sentence(
-                    text[start:end], start, end, evidence, _weakest(evidence), [*gaps], compliance
-                )
-            )
+        if not values:
+            append(_new_sentence(text[start:end], start, end, [], None, [*gaps], compliance))
+            continue
+        # The layout lists value segments with evidence only.
+        confidence: Confidence | None
+        if len(values) == 1:  # most sentences with a value have just the one
+            only: Evidence = segments[values[0]].evidence  # type: ignore[assignment]
+            evidence, confidence = [only], only.confidence
         else:
-            append(Sentence(text[start:end], start, end, [], None, [*gaps], compliance))
+            evidence = [segments[i].evidence for i in values]  # type: ignore[misc]
+            confidence = lowest(e.confidence for e in evidence)
+        append(
+            _new_sentence(text[start:end], start, end, evidence, confidence, [*gaps], compliance)
+        )
     return sentences
-
-
-def _weakest(evidence: list[Evidence]) -> Confidence | None:
-    # Most sentences hold no value or one: `lowest` only for more.
-    if len(evidence) > 1:
-        return lowest(e.confidence for e in evidence)
-    return evidence[0].confidence if evidence else None
