@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, text, update
 
 from leadrelay.app import create_app
+from leadrelay.compliance.models import AuditEvent
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
 from leadrelay.core.security import secret_keys
@@ -724,3 +725,36 @@ class TestStoreOnce:
             )
         assert raw is not None
         assert raw["tls"] == huge
+
+    async def test_a_suppression_is_audited_under_its_own_requests_correlation_id(
+        self,
+        client: httpx.AsyncClient,
+        hooks: httpx.AsyncClient,
+        db: Database,
+        tenant: TenantCtx,
+    ) -> None:
+        await setup(client, tenant)
+        angry = await a_message(client, db, tenant, "angry@acme.example")
+        happy = await a_message(client, db, tenant, "happy@acme.example")
+
+        async def post(events: list[dict[str, Any]], correlation_id: str) -> httpx.Response:
+            body = json.dumps(events).encode()
+            headers = {**sendgrid_headers(body), "x-correlation-id": correlation_id}
+            return await hooks.post("/v1/telemetry/sendgrid/events", content=body, headers=headers)
+
+        # A plain delivery, batched, beside a complaint written by its own request.
+        delivered, complained = await asyncio.gather(
+            post(sendgrid_events("delivered", happy), "corr-delivered"),
+            post(sendgrid_events("spamreport", angry), "corr-complaint"),
+        )
+        assert delivered.json()["stored"] == 1
+        assert complained.json()["suppressed"] == 1
+        async with db.session(tenant.id) as session:
+            audited = (
+                await session.execute(
+                    select(AuditEvent.correlation_id).where(
+                        AuditEvent.action == "suppression.added"
+                    )
+                )
+            ).scalars()
+            assert list(audited) == ["corr-complaint"]

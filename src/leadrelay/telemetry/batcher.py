@@ -8,6 +8,10 @@ request gets its own receipt only once that transaction has committed — a 2xx 
 the events are stored. Nothing waits for company: a request that finds a writer free is
 written at once, alone.
 
+Webhooks whose events may suppress an address or stop a campaign (bounces, complaints,
+unsubscribes: few) are written by their own request, unbatched, so that what they audit and
+emit carries that request's correlation id.
+
 A writer keeps its pooled connection while requests keep coming, and for `linger` seconds
 after the last (a checkout, with its ping, costs about as much CPU as a small batch). If a
 batch fails, each of its webhooks is written again on its own, in its own session, so that
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextvars import Context
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,7 +35,7 @@ from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
 from leadrelay.core.logging import get_logger
 from leadrelay.telemetry.events import DeliveryEvent
-from leadrelay.telemetry.service import Receipt, receive_batch
+from leadrelay.telemetry.service import Receipt, has_effects, receive_batch
 
 log = get_logger("leadrelay.telemetry")
 
@@ -74,11 +79,24 @@ class DeliveryBatcher:
         writing them raised (the request then fails and the provider retries)."""
         if not events:
             return Receipt()
+        if has_effects(events):
+            # A bounce, a complaint, an unsubscribe: rare, and what it does (a suppression,
+            # a campaign stopped) is audited under the request's correlation id. Written by
+            # this request itself, as before batching, so that the audit trail says so.
+            async with self._db.session() as session:
+                (receipt,) = await receive_batch(
+                    session, [events], keys=self._keys, now=self._clock()
+                )
+            return receipt
         done: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Pending(events, done))
         self._arrived.set()
         if len(self._writers) < self._max_writers:
-            writer = asyncio.create_task(self._write_while_waiting(), name="telemetry-writer")
+            # A context of its own: not the request's that happened to start it (its ids
+            # would end up in the logs of every batch).
+            writer = asyncio.create_task(
+                self._write_while_waiting(), name="telemetry-writer", context=Context()
+            )
             self._writers.add(writer)
             writer.add_done_callback(self._writers.discard)
         return await done

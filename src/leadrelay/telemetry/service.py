@@ -124,6 +124,14 @@ _STORED = Receipt(stored=1)
 _STORED_MOVED = Receipt(stored=1, moved=1)
 
 
+def has_effects(events: Sequence[DeliveryEvent]) -> bool:
+    """Whether applying these events may suppress an address or stop a campaign — work that
+    is audited and emits events under the request's correlation id."""
+    return any(
+        event.kind in _STOPS_CAMPAIGNS or suppression_for(event) is not None for event in events
+    )
+
+
 def _total(outcomes: Sequence[Receipt]) -> Receipt:
     stored = duplicates = unmatched = moved = suppressed = 0
     for outcome in outcomes:
