@@ -87,6 +87,9 @@ def create_app(
             intake = getattr(app.state, "intake", None)
             if intake is not None:
                 await intake.batcher.close()
+            deliveries = getattr(app.state, "delivery_batcher", None)
+            if deliveries is not None:
+                await deliveries.close()
             drafter = getattr(app.state, "llm_drafter", None)
             if drafter is not None:
                 await drafter.aclose()
