@@ -92,3 +92,20 @@ async def invoke_cli(urls: DatabaseUrls, data_dir: str, *args: str) -> Result:
 
 def new_marker() -> str:
     return uuid.uuid4().hex
+
+
+async def until_a_backend_waits_for_a_lock(urls: DatabaseUrls, seconds: float = 10.0) -> None:
+    """Return once some transaction of the test database waits for a lock (a row, an advisory
+    lock); fail if none does within `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    async with await psycopg.AsyncConnection.connect(urls.owner, autocommit=True) as connection:
+        while asyncio.get_running_loop().time() < deadline:
+            cursor = await connection.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            row = await cursor.fetchone()
+            if row and row[0]:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"no transaction waited for a lock within {seconds} s")

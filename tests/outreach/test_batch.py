@@ -15,11 +15,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import delete, select
 
 from leadrelay.approvals import service as approvals
 from leadrelay.approvals.models import Approval
+from leadrelay.compliance import audit
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database, DatabaseUrls
 from leadrelay.core.errors import LeadRelayError
@@ -27,7 +29,7 @@ from leadrelay.core.security import secret_keys
 from leadrelay.core.settings import Settings
 from leadrelay.identity.models import Role
 from leadrelay.identity.service import system_principal
-from leadrelay.outreach import circuit, delivery, queueing, service
+from leadrelay.outreach import circuit, counting, delivery, queueing, service
 from leadrelay.outreach.channels.base import SendResult
 from leadrelay.outreach.models import Message, MessageKind, MessageStatus, ProviderCircuit
 from leadrelay.outreach.policy import CHECK_ORDER
@@ -35,7 +37,7 @@ from tests.conftest import free_port
 from tests.factories import TenantCtx, TenantFactory
 from tests.outreach.test_send import approved_draft, setup
 from tests.outreach.test_smtp import Relay, serve
-from tests.support import owner_connection
+from tests.support import owner_connection, until_a_backend_waits_for_a_lock
 
 CHECKS = [str(check) for check in CHECK_ORDER]
 
@@ -509,3 +511,46 @@ class TestSeveralWorkers:
             "daily_cap",
             "domain_throttle",
         }
+
+
+class TestLockOrder:
+    async def test_a_sender_and_a_run_that_audited_first_do_not_deadlock(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        db: Database,
+        settings: Settings,
+        urls: DatabaseUrls,
+    ) -> None:
+        """A campaign run audits its drafts and then decides its messages; a send over the API
+        decides and then audits. Both take the audit chain's head before the counting lock,
+        so neither waits for the other in a circle (PostgreSQL would abort one)."""
+        await setup(client, tenant)
+        first, second = [
+            await approved_draft(client, tenant, f"o{n}@order.example") for n in (1, 2)
+        ]
+        async with db.session(tenant.id) as run:
+            await audit.record(
+                run, tenant.id, audit.AuditEntry("draft.generated", target_id=first), now=utcnow()
+            )
+            sending = asyncio.create_task(queue(db, tenant, settings, [second]))
+            await until_a_backend_waits_for_a_lock(urls)
+            # The sender waits for the chain's head, holding no counting lock: the run decides.
+            key = counting.lock_key(tenant.id, "email")
+            async with await psycopg.AsyncConnection.connect(urls.owner) as probe:
+                free = await (
+                    await probe.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,))
+                ).fetchone()
+                await probe.rollback()
+            assert free == (True,)
+            ours = await queueing.queue_drafts(
+                run,
+                system_principal(tenant.id),
+                [queueing.QueueRequest(uuid.UUID(first))],
+                settings=settings,
+                keys=secret_keys(settings),
+                kind=MessageKind.CAMPAIGN,
+                now=utcnow(),
+            )
+        theirs = await asyncio.wait_for(sending, 10)
+        assert [a.status for a in queued([*ours, *theirs])] == [MessageStatus.QUEUED] * 2

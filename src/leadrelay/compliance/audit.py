@@ -107,6 +107,18 @@ async def _lock_head(cursor: Any, tenant_id: uuid.UUID) -> tuple[int, str]:
     return int(head[0]), str(head[1])
 
 
+async def lock_chain(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Take the tenant's chain head now, as the next append would, and hold it to the end of
+    the transaction. For a path that takes a per-tenant lock of its own and audits under it
+    while other paths audit first and take that lock after: taking the head first gives every
+    path one order (see docs/architecture.md, "Lock order"), so two of them never wait for
+    each other in a circle. Taking it again later in the same transaction costs nothing."""
+    await session.flush()
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await _lock_head(cursor, tenant_id)
+
+
 async def append_events(
     session: AsyncSession,
     tenant_id: uuid.UUID,

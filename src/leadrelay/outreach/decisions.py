@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.approvals import service as approvals
 from leadrelay.capture.models import LegalBasis
+from leadrelay.compliance import audit
 from leadrelay.core.errors import LeadRelayError
 from leadrelay.drafting.evidence import Channel
 from leadrelay.outreach import counting, suppression
@@ -139,6 +140,10 @@ async def decide(
     )
     # Counted last, under the lock: everything above is about each lead alone and needs no
     # serializing; holding the lock only for counting and writing keeps senders flowing.
+    # The audit chain's head first: the decisions are audited under the counting lock, and a
+    # campaign run audits its drafts before it gets here; a sender that took the counting lock
+    # and then waited for the head could wait for a run that waits for it (a deadlock).
+    await audit.lock_chain(session, tenant_id)
     await counting.lock_counting(session, tenant_id, {c.channel for c in candidates})
     tally = await counting.read_tally(session, candidates, zone=view.timezone, now=now)
     policy = guard_policy(view)

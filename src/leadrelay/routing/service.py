@@ -38,6 +38,18 @@ from leadrelay.scoring.rules import Condition
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('routing:' || %s::text, 0))"
 
 
+async def lock_routing(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Take the tenant's routing lock (to the end of the transaction; taking it again is free).
+
+    Routing moves reps' counters and audits under it, so a path that gives a rep capacity back
+    or audits and then routes takes it first: otherwise it could hold a rep's row or the audit
+    chain's head that a chunk routing meanwhile waits for, while it waits for that chunk's
+    lock (see docs/architecture.md, "Lock order")."""
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await cursor.execute(_LOCK, (str(tenant_id),))
+
+
 @dataclass(frozen=True, slots=True)
 class Setup:
     """Everything the engine reads, loaded once per chunk."""
@@ -206,9 +218,9 @@ async def route_leads(
     """Assign each lead that has no current assignment (a retried job changes nothing)."""
     if not lead_ids:
         return []
+    await lock_routing(session, tenant_id)
     connection = await raw_connection(session)
     async with connection.cursor() as cursor:
-        await cursor.execute(_LOCK, (str(tenant_id),))
         await cursor.execute(_CURRENT, (list(lead_ids),))
         taken = {row[0] for row in await cursor.fetchall()}
     todo = [lead_id for lead_id in dict.fromkeys(lead_ids) if lead_id not in taken]
@@ -439,6 +451,9 @@ async def enforce_sla(session: AsyncSession, tenant_id: uuid.UUID, *, now: datet
     if not overdue:
         return SlaSweep(0, 0)
     teams = {t.id: t for t in await session.scalars(select(Team))}
+    if any(teams[a.team_id].sla_reassign for a in overdue if a.team_id in teams):
+        # Before the audit and the reps' counters: the reassignment below routes.
+        await lock_routing(session, tenant_id)
     events: list[tuple[str, dict[str, Any]]] = []
     audit: list[AuditEntry] = []
     reassign: list[Assignment] = []
