@@ -14,6 +14,7 @@ from playwright.async_api import Page, expect
 
 from leadrelay.core.db import Database
 from leadrelay.identity.models import Role
+from leadrelay.telemetry import funnel
 from leadrelay.telemetry.funnel import STAGES
 from tests.e2e.conftest import Screenshot
 from tests.e2e.test_console import open_from_nav, sign_in
@@ -76,3 +77,28 @@ class TestFunnelPage:
         assert total["ingested"] == "3"
         assert total["sent"] == "3"
         assert {r["group"] for r in rows} == {"All leads", "Ann", "Bob"}
+
+    async def test_hours_from_a_sample_are_marked_approximate(
+        self,
+        page: Page,
+        pipeline: tuple[TenantCtx, dict[str, uuid.UUID]],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        tenant, _ = pipeline
+        await sign_in(page, await tenant.user(Role.MANAGER))
+        await page.goto("/console/funnel")
+        await expect(page.get_by_test_id("median-head")).to_have_text("Median hours")
+        await expect(page.get_by_test_id("hours-note")).to_contain_text("exact")
+        verified = page.locator(
+            "[data-testid=stage-row][data-stage=verified] [data-testid=stage-median]"
+        )
+        await expect(verified).to_have_attribute("title", re.compile(r"^from \d+ leads$"))
+
+        # A cohort above the sampling size: the same page says its hours are approximate.
+        monkeypatch.setattr(funnel, "SAMPLE_LEADS", 1)
+        await page.reload()
+        await expect(page.get_by_test_id("median-head")).to_have_text("Median hours ≈")
+        await expect(page.get_by_test_id("hours-note")).to_contain_text("deterministic sample")
+        await expect(page.get_by_test_id("stage-count").first).to_have_text(
+            str(EVERYTHING["ingested"])
+        )  # counts stay exact
