@@ -79,8 +79,8 @@ UNCOVERED = ("JP", "IN", "ZA", "AU", "SG", "NG", "KR")  # no rule names them: th
 UNCOVERED_SHARE = 0.10
 UNSCORED_SHARE = 0.10
 
-# The raw limit's statement is the service's own (the same unnest of eight arrays, the same
-# RETURNING), pointed at the plain table, so the comparison is the same statement shape.
+# The raw limit's statement is the service's own (the same unnest of nine arrays), pointed at
+# the plain table, so the comparison is the same statement shape.
 RAW_INSERT = service._INSERT_ASSIGNMENTS.replace(
     "INSERT INTO lead_assignments", "INSERT INTO routing_raw", 1
 )
@@ -392,7 +392,7 @@ async def _route(c: Cluster, db: Database, bench: Bench) -> tuple[Timed, Counter
 
 @dataclass
 class Written:
-    columns: list[list[list[Any]]]  # per chunk: the eight unnest arrays
+    columns: list[list[list[Any]]]  # per chunk: the nine unnest arrays
     decided_at: datetime
     rows: int
     trace_bytes: float  # mean size of a trace as JSON text
@@ -400,32 +400,32 @@ class Written:
 
 
 async def _read_back(c: Cluster, bench: Bench) -> Written:
-    """The rows route_leads wrote, in routing order, as the service's eight arrays."""
+    """The rows route_leads wrote, in routing order, as the service's nine arrays."""
     order = {lead_id: n for n, lead_id in enumerate(bench.lead_ids)}
     async with await psycopg.AsyncConnection.connect(c.urls.owner) as connection:
         cursor = await connection.execute(
-            "SELECT lead_id, status, team_id, rep_id, rule_id, reason, trace, sla_due_at, "
+            "SELECT id, lead_id, status, team_id, rep_id, rule_id, reason, trace, sla_due_at, "
             "decided_at, octet_length(trace::text), jsonb_array_length(trace) "
             "FROM lead_assignments WHERE tenant_id = %s",
             (bench.tenant_id,),
         )
         rows = await cursor.fetchall()
-    rows.sort(key=lambda row: order[row[0]])
+    rows.sort(key=lambda row: order[row[1]])
     columns: list[list[list[Any]]] = []
     for chunk in _chunks(rows):
-        arrays: list[list[Any]] = [[] for _ in range(8)]
+        arrays: list[list[Any]] = [[] for _ in range(9)]
         for row in chunk:
-            values = (*row[:6], Jsonb(row[6]), row[7])  # serialised again, as the service does
+            values = (*row[:7], Jsonb(row[7]), row[8])  # serialised again, as the service does
             for array, value in zip(arrays, values, strict=True):
                 array.append(value)
         columns.append(arrays)
     count = max(1, len(rows))
     return Written(
         columns,
-        rows[0][8] if rows else AT,
+        rows[0][9] if rows else AT,
         len(rows),
-        sum(row[9] for row in rows) / count,
         sum(row[10] for row in rows) / count,
+        sum(row[11] for row in rows) / count,
     )
 
 
@@ -444,14 +444,14 @@ async def _raw_insert(c: Cluster, bench: Bench, written: Written) -> Timed:
         for arrays in written.columns:
             async with connection.cursor() as cursor:
                 await cursor.execute(RAW_INSERT, (bench.tenant_id, written.decided_at, *arrays))
-                inserted += len(await cursor.fetchall())
+                inserted += cursor.rowcount
             await connection.commit()
         seconds = time.perf_counter() - started
         meter.stop()
     return _timed("plain INSERT of the same rows (same unnest statement)", inserted, seconds, meter)
 
 
-COPY_COLUMNS = "tenant_id, decided_at, lead_id, status, team_id, rep_id, rule_id, reason, trace"
+COPY_COLUMNS = "tenant_id, decided_at, id, lead_id, status, team_id, rep_id, rule_id, reason, trace"
 
 
 async def _raw_copy(c: Cluster, bench: Bench, written: Written) -> Timed:
