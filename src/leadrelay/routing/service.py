@@ -10,10 +10,12 @@ lead is assigned twice (a unique index on the current assignment backs this up).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -83,10 +85,18 @@ def team_spec(row: Team) -> engine.TeamSpec:
     )
 
 
+@lru_cache(maxsize=1024)
+def _working_hours(stored: str) -> engine.WorkingHours | None:
+    """Working hours parsed (and checked) once per distinct value: every routed chunk and every
+    simulation loads every rep, and parsing their hours cost more than deciding."""
+    hours, _ = engine.check_working_hours(json.loads(stored))
+    return hours
+
+
 def rep_spec(row: Rep, time_off: Sequence[TimeOff]) -> engine.RepSpec:
     hours = None
     if row.working_hours is not None:
-        hours, _ = engine.check_working_hours(row.working_hours)
+        hours = _working_hours(json.dumps(row.working_hours, sort_keys=True))
     return engine.RepSpec(
         id=row.id,
         team_id=row.team_id,
