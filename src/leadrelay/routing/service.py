@@ -30,10 +30,7 @@ from leadrelay.routing import engine
 from leadrelay.routing.models import (
     Assignment,
     AssignmentStatus,
-    Rep,
-    RoutingRuleRow,
     Team,
-    TimeOff,
 )
 from leadrelay.scoring.rules import Condition
 
@@ -64,81 +61,92 @@ class Setup:
     team_seq: dict[uuid.UUID, int]
 
 
-def rule_spec(row: RoutingRuleRow) -> engine.RoutingRule:
-    return engine.RoutingRule(
-        id=row.id,
-        name=row.name,
-        position=row.position,
-        when=tuple(Condition.model_validate(c) for c in row.when),
-        team_id=row.team_id,
-        active=row.active,
-    )
-
-
-def team_spec(row: Team) -> engine.TeamSpec:
-    return engine.TeamSpec(
-        id=row.id,
-        name=row.name,
-        strategy=engine.Strategy(row.strategy),
-        fallback_team_id=row.fallback_team_id,
-        required_skills=tuple(row.required_skills or ()),
-    )
+@lru_cache(maxsize=1024)
+def _conditions(stored: str) -> tuple[Condition, ...]:
+    """A rule's conditions from their stored JSON, validated once per distinct value."""
+    return tuple(Condition.model_validate(c) for c in json.loads(stored))
 
 
 @lru_cache(maxsize=1024)
 def _working_hours(stored: str) -> engine.WorkingHours | None:
-    """Working hours parsed (and checked) once per distinct value: every routed chunk and every
-    simulation loads every rep, and parsing their hours cost more than deciding."""
+    """A rep's working hours from their stored JSON, parsed (and checked) once per distinct
+    value: every routed chunk and every simulation loads every rep, and parsing their hours
+    cost more than deciding."""
     hours, _ = engine.check_working_hours(json.loads(stored))
     return hours
 
 
-def rep_spec(row: Rep, time_off: Sequence[TimeOff]) -> engine.RepSpec:
-    hours = None
-    if row.working_hours is not None:
-        hours = _working_hours(json.dumps(row.working_hours, sort_keys=True))
-    return engine.RepSpec(
-        id=row.id,
-        team_id=row.team_id,
-        name=row.name,
-        timezone=row.timezone,
-        active=row.active,
-        working_hours=hours,
-        time_off=tuple(engine.TimeOff(t.starts_at, t.ends_at) for t in time_off),
-        capacity=row.capacity,
-        skills=frozenset(row.skills or ()),
-        territories=frozenset(row.territories or ()),
-        weight=max(1, row.weight),
-    )
+# The setup in one round trip: four statements sent together over a pipeline, plain rows (the
+# ORM's objects cost more than the engine's whole decision). JSON comes as its text, which is
+# also what the parse caches above are keyed on.
+_RULES = (
+    'SELECT id, name, position, "when"::text, team_id, active FROM routing_rules '
+    "ORDER BY position, id"
+)
+_TEAMS = (
+    "SELECT id, name, strategy, fallback_team_id, required_skills, sla_minutes, assign_seq "
+    "FROM teams"
+)
+_REPS = (
+    "SELECT id, team_id, name, timezone, active, working_hours::text, capacity, skills, "
+    "territories, weight, open_leads, last_assigned_seq, assigned_total FROM reps ORDER BY id"
+)
+_TIME_OFF = "SELECT rep_id, starts_at, ends_at FROM rep_time_off WHERE ends_at > %s"
 
 
 async def load_setup(session: AsyncSession, *, now: datetime) -> Setup:
-    rules = [
-        rule_spec(r)
-        for r in await session.scalars(
-            select(RoutingRuleRow).order_by(RoutingRuleRow.position, RoutingRuleRow.id)
-        )
-    ]
-    team_rows = list(await session.scalars(select(Team)))
-    rep_rows = list(await session.scalars(select(Rep).order_by(Rep.id)))
-    off: dict[uuid.UUID, list[TimeOff]] = {}
-    for entry in await session.scalars(select(TimeOff).where(TimeOff.ends_at > now)):
-        off.setdefault(entry.rep_id, []).append(entry)
+    await session.flush()  # a rep or rule changed in this transaction is read as it now is
+    connection = await raw_connection(session)
+    async with (
+        connection.pipeline(),
+        connection.cursor() as rules,
+        connection.cursor() as teams,
+        connection.cursor() as reps,
+        connection.cursor() as time_off,
+    ):
+        await rules.execute(_RULES)
+        await teams.execute(_TEAMS)
+        await reps.execute(_REPS)
+        await time_off.execute(_TIME_OFF, (now,))
+        rule_rows, team_rows = await rules.fetchall(), await teams.fetchall()
+        rep_rows, off_rows = await reps.fetchall(), await time_off.fetchall()
+    off: dict[uuid.UUID, list[engine.TimeOff]] = {}
+    for rep_id, starts_at, ends_at in off_rows:
+        off.setdefault(rep_id, []).append(engine.TimeOff(starts_at, ends_at))
     return Setup(
-        rules=rules,
-        teams={t.id: team_spec(t) for t in team_rows},
-        reps=[rep_spec(r, off.get(r.id, [])) for r in rep_rows],
-        states={
-            r.id: engine.RepState(
-                open_leads=r.open_leads,
-                last_assigned_seq=r.last_assigned_seq,
-                assigned_total=r.assigned_total,
+        rules=[
+            engine.RoutingRule(
+                id=id_, name=name, position=position, when=_conditions(when),
+                team_id=team_id, active=active,
             )
-            for r in rep_rows
+            for id_, name, position, when, team_id, active in rule_rows
+        ],
+        teams={
+            row[0]: engine.TeamSpec(
+                id=row[0], name=row[1], strategy=engine.Strategy(row[2]),
+                fallback_team_id=row[3], required_skills=tuple(row[4] or ()),
+            )
+            for row in team_rows
         },
-        sla_minutes={t.id: t.sla_minutes for t in team_rows},
-        team_seq={t.id: t.assign_seq for t in team_rows},
-    )
+        reps=[
+            engine.RepSpec(
+                id=row[0], team_id=row[1], name=row[2], timezone=row[3], active=row[4],
+                working_hours=_working_hours(row[5]) if row[5] is not None else None,
+                time_off=tuple(off.get(row[0], ())), capacity=row[6],
+                skills=frozenset(row[7] or ()), territories=frozenset(row[8] or ()),
+                weight=max(1, row[9]),
+            )
+            for row in rep_rows
+        ],
+        states={
+            row[0]: engine.RepState(
+                open_leads=row[10], last_assigned_seq=row[11], assigned_total=row[12]
+            )
+            for row in rep_rows
+        },
+        sla_minutes={row[0]: row[5] for row in team_rows},
+        team_seq={row[0]: row[6] for row in team_rows},
+    )  # fmt: skip
 
 
 _SCORES = text(
