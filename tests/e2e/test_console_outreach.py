@@ -306,16 +306,27 @@ class TestCountryRules:
         await expect(rows).to_have_count(1)
         await expect(page.get_by_test_id("policy-notices")).to_contain_text("Row added")
         first = rows.nth(0)
+        # A new row starts with the default windows' days: calls on weekdays, messages daily.
         await expect(first.locator("[data-testid=country-day]:checked")).to_have_count(5)
+        await expect(first.locator("[data-testid=country-message-day]:checked")).to_have_count(7)
         await first.get_by_test_id("country-code").fill("ZZ")
         await first.get_by_test_id("country-cap").fill("3")
         await first.get_by_test_id("country-start").fill("18:00")
         await first.get_by_test_id("country-end").fill("09:00")
+        await first.get_by_test_id("country-message-start").fill("9h")
+        await first.get_by_test_id("country-message-end").fill("20:00")
         assert await post_policy(page, page.get_by_test_id("policy-save").click) == 422
         await expect(page.locator("#country-0-code-error")).to_have_text(
             "ZZ is not an ISO 3166 alpha-2 country code."
         )
         await expect(page.locator("#country-0-end-error")).to_contain_text("Ends before it starts")
+        await expect(page.locator("#country-0-message_start-error")).to_have_text(
+            "A time as HH:MM, such as 09:30."
+        )
+        await expect(first.get_by_test_id("country-message-start")).to_have_attribute(
+            "aria-invalid", "true"
+        )
+        await expect(first.get_by_test_id("country-message-end")).to_have_value("20:00")  # kept
         await expect(first.get_by_test_id("country-code")).to_have_attribute("aria-invalid", "true")
         await expect(page.locator("#country-0-cap-error")).to_have_count(0)
         await expect(first.get_by_test_id("country-start")).to_have_value("18:00")  # kept
@@ -326,9 +337,11 @@ class TestCountryRules:
 
         # --- fixed, a second country added, saved, and read back ----------------------------
         await first.get_by_test_id("country-code").fill("GB")
-        await first.get_by_test_id("country-start").fill("09:00")
+        await first.get_by_test_id("country-start").fill("11:00")
         await first.get_by_test_id("country-end").fill("12:00")
         await first.locator("[data-testid=country-day][data-day='4']").uncheck()  # no Friday
+        await first.get_by_test_id("country-message-start").fill("")
+        await first.get_by_test_id("country-message-end").fill("")
         assert (
             await post_policy(page, page.get_by_test_id("country-add").click) == 200
         )  # what was typed stays
@@ -337,6 +350,17 @@ class TestCountryRules:
         second = rows.nth(1)
         await second.get_by_test_id("country-code").fill("FR")
         await second.get_by_test_id("country-cap").fill("2")
+        # SMS and WhatsApp to France from 07:30: earlier than the default 08:00.
+        await second.get_by_test_id("country-message-start").fill("07:30")
+        await second.get_by_test_id("country-message-end").fill("20:00")
+        await second.locator("[data-testid=country-message-day][data-day='6']").uncheck()
+        assert await post_policy(page, page.get_by_test_id("policy-save").click) == 422
+        await expect(page.locator("#confirmation-error")).to_contain_text("Type exactly")
+        await expect(page.locator("#country-1-message_start-error")).to_have_text(
+            "Mon–Sat 07:30–20:00 is wider than the default (every day 08:00–21:00)"
+        )
+        await expect(second.get_by_test_id("country-message-start")).to_have_value("07:30")
+        await page.get_by_test_id("confirmation").fill(service.LIVE_CONFIRMATION)
         assert await post_policy(page, page.get_by_test_id("policy-save").click) == 200
         await expect(page.get_by_test_id("policy-notices")).to_contain_text("saved")
         await page.reload()
@@ -344,16 +368,25 @@ class TestCountryRules:
         await expect(rows.nth(0)).to_have_attribute("data-country", "FR")  # in code order
         await expect(rows.nth(0).get_by_test_id("country-cap")).to_have_value("2")
         await expect(rows.nth(0).get_by_test_id("country-start")).to_have_value("")
+        await expect(rows.nth(0).get_by_test_id("country-message-start")).to_have_value("07:30")
+        await expect(rows.nth(0).get_by_test_id("country-message-end")).to_have_value("20:00")
+        await expect(
+            rows.nth(0).locator("[data-testid=country-message-day]:checked")
+        ).to_have_count(6)
         gb = page.locator("[data-testid=country-row][data-country=GB]")
         await expect(gb.get_by_test_id("country-cap")).to_have_value("3")
         await expect(gb.get_by_test_id("country-end")).to_have_value("12:00")
         await expect(gb.locator("[data-testid=country-day]:checked")).to_have_count(4)
+        await expect(gb.get_by_test_id("country-message-start")).to_have_value("")
         await shoot(page, screenshot, "outreach-policy-countries")
         async with db.session(tenant.id) as session:
             view = service.outreach_policy(await get_tenant(session, tenant.id), settings)
         assert view.country_call_caps == {"FR": 2, "GB": 3}
         assert view.country_call_windows == {
-            "GB": {"start": "09:00", "end": "12:00", "days": [0, 1, 2, 3]}
+            "GB": {"start": "11:00", "end": "12:00", "days": [0, 1, 2, 3]}
+        }
+        assert view.country_message_windows == {
+            "FR": {"start": "07:30", "end": "20:00", "days": [0, 1, 2, 3, 4, 5]}
         }
 
         # Enter in a field saves (nothing changed), it does not remove the first row.
@@ -584,6 +617,12 @@ class TestReadOnly:
         )
         assert added.status_code == 201, added.text
         suppression_id = added.json()["id"]
+        quiet = await workspace.client.patch(
+            "/v1/outreach/policy",
+            json={"country_message_windows": {"FR": {"start": "09:00", "end": "20:00"}}},
+            headers=await workspace.tenant.headers(Role.ADMIN),
+        )
+        assert quiet.status_code == 200, quiet.text
 
         await sign_in(page, await workspace.tenant.user(Role.REVIEWER))
         await open_from_nav(page, "Outreach")
@@ -596,6 +635,9 @@ class TestReadOnly:
         await expect(page.get_by_test_id("policy-form")).to_have_count(0)
         await expect(page.get_by_test_id("read-only")).to_contain_text("not change it")
         await expect(page.get_by_test_id("policy-read-only")).to_contain_text("200 per day")
+        france = page.locator("[data-testid=country-row][data-country=FR]")
+        await expect(france.locator("td").nth(2)).to_contain_text("the default (Mon–Fri 11:00")
+        await expect(france.locator("td").nth(3)).to_contain_text("09:00–20:00 Mon Tue")
         await shoot(page, screenshot, "outreach-policy-read-only")
 
         older = await workspace.client.post(

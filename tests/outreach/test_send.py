@@ -552,6 +552,7 @@ class TestCountryRules:
             json={
                 "country_call_caps": {"gb": 2},
                 "country_call_windows": {"gb": {"start": "10:00", "end": "12:00", "days": [0]}},
+                "confirmation": service.LIVE_CONFIRMATION,  # calls from 10:00: before the default
             },
             headers=admin,
         )

@@ -1,12 +1,14 @@
 """Outreach in the console: the message history (filters, the dry-run outbox, what the policy
 guard blocked and why), one message with its text as recorded and the guard's trace, today's
 counts, and the tenant's outreach policy (dry-run, daily caps, the domain throttle, cooldown,
-and per-country call rules: a country's own daily call cap and call hours).
+and per-country rules: a country's own daily call cap, call hours and SMS/WhatsApp hours).
 
-The rules are the service's (`outreach.service`): leaving dry-run, or raising a limit above
-its default, needs `service.LIVE_CONFIRMATION` typed out, and the service's refusal is shown at
-the confirmation field. Only the values that changed are handed over, so a cap raised (and
-confirmed) once does not ask for the confirmation again when the cooldown changes.
+The rules are the service's (`outreach.service`): leaving dry-run, raising a limit above its
+default, or giving a country hours wider than the default, needs `service.LIVE_CONFIRMATION`
+typed out, and the service's refusal is shown at the confirmation field. Only the values that
+changed are handed over, so a cap raised (and confirmed) once does not ask for the
+confirmation again when the cooldown changes; the table goes whole, and the service asks only
+about hours that are not stored as they are.
 
 The per-country rules are a table of rows: "Add a country" and each row's "Remove" post the
 form back to be shown again with a row more or less, saving nothing (so the form works without
@@ -48,9 +50,10 @@ from leadrelay.identity.models import Tenant
 from leadrelay.identity.permissions import Permission
 from leadrelay.identity.service import get_tenant
 from leadrelay.outreach import service
-from leadrelay.outreach.local_time import DAY_NAMES, WEEKDAYS
+from leadrelay.outreach.limits import CALL_WINDOW, MESSAGE_WINDOW, WindowKind
+from leadrelay.outreach.local_time import DAY_NAMES
 from leadrelay.outreach.models import Message, MessageStatus
-from leadrelay.outreach.policy import CALL_HOURS, CHECK_ORDER, Check, StepOutcome
+from leadrelay.outreach.policy import CHECK_ORDER, Check, StepOutcome
 
 router = APIRouter(prefix="/console/outreach")
 
@@ -96,7 +99,10 @@ MAX_COUNTRY_ROWS = 100
 MAX_CELL = 20
 ADD_ROW = "add"
 REMOVE_ROW = "remove-"
-_COUNTRY_FIELD = re.compile(r"country-(\d{1,3})-(code|cap|start|end|days)")
+_COUNTRY_FIELD = re.compile(
+    r"country-(\d{1,3})-(code|cap|start|end|days|message_start|message_end|message_days)"
+)
+_DAY_FIELDS = frozenset({"days", "message_days"})
 _HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _DAY_VALUES = frozenset(str(day) for day in range(7))  # Monday (0) to Sunday (6)
 
@@ -402,26 +408,32 @@ async def message_page(request: Request, console: ViewOutreach, message_id: uuid
 @dataclass(slots=True)
 class CountryRow:
     """One row of the per-country table as typed: the country, its own daily call cap (blank:
-    none of its own) and its own call hours (blank: the default window)."""
+    none of its own), its own call hours and its own SMS/WhatsApp hours (blank: the default
+    window, whose days a new row starts with)."""
 
     code: str = ""
     cap: str = ""
     start: str = ""
     end: str = ""
-    days: frozenset[int] = WEEKDAYS
+    days: frozenset[int] = CALL_WINDOW.default.days
+    message_start: str = ""
+    message_end: str = ""
+    message_days: frozenset[int] = MESSAGE_WINDOW.default.days
 
     @property
     def is_blank(self) -> bool:
         """Nothing typed: a row added and left empty, skipped rather than refused."""
-        return not (self.code or self.cap or self.start or self.end)
+        typed = (self.code, self.cap, self.start, self.end, self.message_start, self.message_end)
+        return not any(typed)
 
 
 @dataclass(frozen=True, slots=True)
 class CountryRules:
-    """The table as the service takes it: both maps, each replacing the stored one."""
+    """The table as the service takes it: the three maps, each replacing the stored one."""
 
     caps: dict[str, int]
-    windows: dict[str, dict[str, Any]]
+    call_windows: dict[str, dict[str, Any]]
+    message_windows: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -449,32 +461,46 @@ class PolicyForm:
 
 
 def stored_rules(view: service.OutreachPolicy) -> CountryRules:
-    """The stored per-country rules, with each window's days spelled out (weekdays when the
-    rule leaves them out, as the guard reads it)."""
+    """The stored per-country rules, with each window's days spelled out (the default
+    window's when the rule leaves them out, as the guard reads it)."""
+    return CountryRules(
+        dict(view.country_call_caps),
+        _spelled_out(CALL_WINDOW, view),
+        _spelled_out(MESSAGE_WINDOW, view),
+    )
+
+
+def _spelled_out(kind: WindowKind, view: service.OutreachPolicy) -> dict[str, dict[str, Any]]:
     windows: dict[str, dict[str, Any]] = {}
-    for code, rule in view.country_call_windows.items():
+    for code, rule in view.country_windows(kind).items():
         days = rule.get("days")
         windows[code] = {
             "start": str(rule.get("start", "")),
             "end": str(rule.get("end", "")),
-            "days": sorted({int(d) for d in days} if days is not None else WEEKDAYS),
+            "days": sorted({int(d) for d in days} if days is not None else kind.default.days),
         }
-    return CountryRules(dict(view.country_call_caps), windows)
+    return windows
 
 
 def country_rows_of(rules: CountryRules) -> list[CountryRow]:
     """One row per country with a rule, in code order."""
     rows: list[CountryRow] = []
-    for code in sorted(set(rules.caps) | set(rules.windows)):
-        window = rules.windows.get(code)
+    for code in sorted(set(rules.caps) | set(rules.call_windows) | set(rules.message_windows)):
+        calls = rules.call_windows.get(code)
+        messages = rules.message_windows.get(code)
         cap = rules.caps.get(code)
         rows.append(
             CountryRow(
                 code=code,
                 cap="" if cap is None else str(cap),
-                start=window["start"] if window else "",
-                end=window["end"] if window else "",
-                days=frozenset(window["days"]) if window else WEEKDAYS,
+                start=calls["start"] if calls else "",
+                end=calls["end"] if calls else "",
+                days=frozenset(calls["days"]) if calls else CALL_WINDOW.default.days,
+                message_start=messages["start"] if messages else "",
+                message_end=messages["end"] if messages else "",
+                message_days=(
+                    frozenset(messages["days"]) if messages else MESSAGE_WINDOW.default.days
+                ),
             )
         )
     return rows
@@ -484,7 +510,7 @@ def typed_country_rows(form: FormData) -> list[CountryRow]:
     """The table's rows as posted (`country-<row>-<field>`), in row order. A row is the one
     its code cell names; an unchecked day is simply not posted."""
     cells: dict[int, dict[str, str]] = {}
-    days: dict[int, set[int]] = {}
+    days: dict[tuple[int, str], set[int]] = {}
     for key, value in form.multi_items():
         found = _COUNTRY_FIELD.fullmatch(key)
         if found is None or not isinstance(value, str):
@@ -492,9 +518,9 @@ def typed_country_rows(form: FormData) -> list[CountryRow]:
         row, name = int(found.group(1)), found.group(2)
         if row >= MAX_COUNTRY_ROWS:
             continue
-        if name == "days":
+        if name in _DAY_FIELDS:
             if value.strip() in _DAY_VALUES:
-                days.setdefault(row, set()).add(int(value))
+                days.setdefault((row, name), set()).add(int(value))
         else:
             cells.setdefault(row, {})[name] = value.strip()[:MAX_CELL]
     return [
@@ -503,7 +529,10 @@ def typed_country_rows(form: FormData) -> list[CountryRow]:
             cap=cells[row].get("cap", ""),
             start=cells[row].get("start", ""),
             end=cells[row].get("end", ""),
-            days=frozenset(days.get(row, ())),
+            days=frozenset(days.get((row, "days"), ())),
+            message_start=cells[row].get("message_start", ""),
+            message_end=cells[row].get("message_end", ""),
+            message_days=frozenset(days.get((row, "message_days"), ())),
         )
         for row in sorted(cells)
         if "code" in cells[row]
@@ -512,28 +541,33 @@ def typed_country_rows(form: FormData) -> list[CountryRow]:
 
 def read_country_rules(rows: Sequence[CountryRow], errors: dict[str, str]) -> CountryRules:
     """The rules the rows describe; what is wrong with a row goes into `errors` at its field."""
-    caps: dict[str, int] = {}
-    windows: dict[str, dict[str, Any]] = {}
+    rules = CountryRules({}, {}, {})
     seen: set[str] = set()
     for index, row in enumerate(rows):
         if row.is_blank:
             continue
-        at = f"country-{index}"
-        code = _check_country(row.code, seen, errors, f"{at}-code")
-        cap = _check_call_cap(row.cap, errors, f"{at}-cap")
-        window = _check_call_hours(row, errors, at)
-        if not row.cap and not row.start and not row.end:
+        at = f"country-{index}-"
+        code = _check_country(row.code, seen, errors, f"{at}code")
+        cap = _check_call_cap(row.cap, errors, f"{at}cap")
+        calls = _check_hours(row.start, row.end, row.days, errors, at)
+        messages = _check_hours(
+            row.message_start, row.message_end, row.message_days, errors, f"{at}message_"
+        )
+        if not (row.cap or row.start or row.end or row.message_start or row.message_end):
             errors.setdefault(
-                f"{at}-cap", "Give the country a daily cap, call hours or both, or remove the row."
+                f"{at}cap",
+                "Give the country a daily cap, call hours or message hours, or remove the row.",
             )
         if code is None:
             continue
         seen.add(code)
         if cap is not None:
-            caps[code] = cap
-        if window is not None:
-            windows[code] = window
-    return CountryRules(caps, windows)
+            rules.caps[code] = cap
+        if calls is not None:
+            rules.call_windows[code] = calls
+        if messages is not None:
+            rules.message_windows[code] = messages
+    return rules
 
 
 def _check_country(typed: str, seen: set[str], errors: dict[str, str], at: str) -> str | None:
@@ -562,25 +596,28 @@ def _check_call_cap(typed: str, errors: dict[str, str], at: str) -> int | None:
     return cap
 
 
-def _check_call_hours(row: CountryRow, errors: dict[str, str], at: str) -> dict[str, Any] | None:
-    """The row's call window as stored ({"start", "end", "days"}), or None: none typed (the
-    default window applies) or a mistake (in `errors`)."""
-    if not row.start and not row.end:
+def _check_hours(
+    start: str, end: str, days: frozenset[int], errors: dict[str, str], at: str
+) -> dict[str, Any] | None:
+    """A row's call or message window as stored ({"start", "end", "days"}), or None: none
+    typed (the default window applies) or a mistake (in `errors`, at `<at>start`, `<at>end`
+    or `<at>days`)."""
+    if not start and not end:
         return None
-    for name, typed, other in (("start", row.start, "end"), ("end", row.end, "start")):
+    for name, typed, other in (("start", start, "end"), ("end", end, "start")):
         if not typed:
-            errors[f"{at}-{name}"] = f"Give the {name} too, or clear the {other}."
+            errors[f"{at}{name}"] = f"Give the {name} too, or clear the {other}."
         elif not (_HOURS.fullmatch(typed) or (name == "end" and typed == "24:00")):
-            errors[f"{at}-{name}"] = "A time as HH:MM, such as 09:30."
-    if f"{at}-start" in errors or f"{at}-end" in errors:
+            errors[f"{at}{name}"] = "A time as HH:MM, such as 09:30."
+    if f"{at}start" in errors or f"{at}end" in errors:
         return None
-    if row.end != "24:00" and row.end <= row.start:
-        errors[f"{at}-end"] = f"Ends before it starts: choose a time after {row.start} (or 24:00)."
+    if end != "24:00" and end <= start:
+        errors[f"{at}end"] = f"Ends before it starts: choose a time after {start} (or 24:00)."
         return None
-    if not row.days:
-        errors[f"{at}-days"] = "Choose at least one day."
+    if not days:
+        errors[f"{at}days"] = "Choose at least one day."
         return None
-    return {"start": row.start, "end": row.end, "days": sorted(row.days)}
+    return {"start": start, "end": end, "days": sorted(days)}
 
 
 def edit_rows(rows: list[CountryRow], action: str) -> Notice | None:
@@ -601,7 +638,11 @@ def edit_rows(rows: list[CountryRow], action: str) -> Notice | None:
 def _country_field(name: str, rows: Sequence[CountryRow]) -> str:
     """The form field a service error names: `country_call_caps.FR` is FR's cap cell."""
     kind, _, code = name.partition(".")
-    cell = {"country_call_caps": "cap", "country_call_windows": "start"}.get(kind)
+    cell = {
+        "country_call_caps": "cap",
+        CALL_WINDOW.field: "start",
+        MESSAGE_WINDOW.field: "message_start",
+    }.get(kind)
     if cell is None:
         return name
     for index, row in enumerate(rows):
@@ -649,7 +690,8 @@ async def _policy_page(
         "limits": {"cap": MAX_CAP, "domain": MAX_DOMAIN_CAP, "cooldown": MAX_COOLDOWN_DAYS},
         "country_rows": country_rows_of(stored_rules(view)),
         "day_names": [name[:3] for name in DAY_NAMES],
-        "call_hours": CALL_HOURS[0].describe(),
+        "call_default": CALL_WINDOW.default,
+        "message_default": MESSAGE_WINDOW.default,
         "add_row": ADD_ROW,
         "remove_row": REMOVE_ROW,
         "policy_notices": notices or [],
@@ -748,7 +790,8 @@ async def save_policy(
                 confirmation=confirmation,
                 now=utcnow(),
                 country_call_caps=new_rules.caps if new_rules else None,
-                country_call_windows=new_rules.windows if new_rules else None,
+                country_call_windows=new_rules.call_windows if new_rules else None,
+                country_message_windows=new_rules.message_windows if new_rules else None,
                 accept_domain_risk=bool(accept_domain_risk),
             )
     except ValidationFailed as error:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import tempfile
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Literal
@@ -401,11 +402,25 @@ async def get_message(message_id: uuid.UUID, session: SessionDep, _: CanReadOutr
     return MessageOut.model_validate(message)
 
 
-class CallWindowIn(Input):
+Weekday = Annotated[int, Field(ge=0, le=6)]
+
+
+class WindowIn(Input):
+    """Local hours on the recipient's clock, from `start` until `end` (after it, or 24:00)."""
+
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["10:00"])
     end: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", examples=["16:00"])
-    days: list[Annotated[int, Field(ge=0, le=6)]] = Field(
-        default=[0, 1, 2, 3, 4], max_length=7, description="0 = Monday"
+
+
+class CallWindowIn(WindowIn):
+    days: list[Weekday] = Field(
+        default=[0, 1, 2, 3, 4], min_length=1, max_length=7, description="0 = Monday"
+    )
+
+
+class MessageWindowIn(WindowIn):
+    days: list[Weekday] = Field(
+        default=[0, 1, 2, 3, 4, 5, 6], min_length=1, max_length=7, description="0 = Monday"
     )
 
 
@@ -423,10 +438,16 @@ class OutreachPolicyIn(Input):
     country_call_windows: dict[Country, CallWindowIn] | None = Field(
         default=None, description="local call hours per country (replaces the map)"
     )
+    country_message_windows: dict[Country, MessageWindowIn] | None = Field(
+        default=None,
+        description="local SMS and WhatsApp hours per country, instead of the default quiet "
+        "hours (replaces the map)",
+    )
     confirmation: str | None = Field(
         default=None,
         max_length=100,
-        description=f'to leave dry-run or raise a limit, type "{service.LIVE_CONFIRMATION}"',
+        description="to leave dry-run, raise a limit or widen a country's hours beyond the "
+        f'default, type "{service.LIVE_CONFIRMATION}"',
     )
     accept_domain_risk: bool = Field(
         default=False,
@@ -444,6 +465,7 @@ class OutreachPolicyOut(BaseModel):
     timezone: str
     country_call_caps: dict[str, int]
     country_call_windows: dict[str, dict[str, object]]
+    country_message_windows: dict[str, dict[str, object]]
 
 
 def _policy_out(view: service.OutreachPolicy) -> OutreachPolicyOut:
@@ -457,6 +479,7 @@ def _policy_out(view: service.OutreachPolicy) -> OutreachPolicyOut:
         timezone=view.timezone,
         country_call_caps=dict(view.country_call_caps),
         country_call_windows={k: dict(v) for k, v in view.country_call_windows.items()},
+        country_message_windows={k: dict(v) for k, v in view.country_message_windows.items()},
     )
 
 
@@ -465,7 +488,8 @@ async def get_outreach_policy(
     request: Request, session: SessionDep, actor: CanReadOutreach
 ) -> OutreachPolicyOut:
     """Dry-run (on by default; `LEADRELAY_DRY_RUN=true` keeps every tenant in it), daily caps,
-    the per-domain e-mail throttle, the cooldown between contacts."""
+    the per-domain e-mail throttle, the cooldown between contacts, and per country a call cap,
+    call hours and SMS/WhatsApp hours."""
     tenant = await get_tenant(session, actor.tenant_id)
     return _policy_out(service.outreach_policy(tenant, request.app.state.settings))
 
@@ -474,8 +498,8 @@ async def get_outreach_policy(
 async def set_outreach_policy(
     body: OutreachPolicyIn, request: Request, session: SessionDep, actor: CanSetOutreachPolicy
 ) -> OutreachPolicyOut:
-    """Leaving dry-run or raising a limit above its default needs the typed confirmation;
-    audited with before and after."""
+    """Leaving dry-run, raising a limit above its default or giving a country hours wider than
+    its channel's default needs the typed confirmation; audited with before and after."""
     view = await service.set_outreach_policy(
         session,
         actor,
@@ -487,14 +511,15 @@ async def set_outreach_policy(
         confirmation=body.confirmation,
         now=utcnow(),
         country_call_caps=body.country_call_caps,
-        country_call_windows=(
-            {k: w.model_dump() for k, w in body.country_call_windows.items()}
-            if body.country_call_windows is not None
-            else None
-        ),
+        country_call_windows=_windows(body.country_call_windows),
+        country_message_windows=_windows(body.country_message_windows),
         accept_domain_risk=body.accept_domain_risk,
     )
     return _policy_out(view)
+
+
+def _windows(given: Mapping[str, WindowIn] | None) -> dict[str, dict[str, object]] | None:
+    return None if given is None else {k: w.model_dump() for k, w in given.items()}
 
 
 # --- unsubscribe (public: the link in every e-mail) ----------------------------------------------

@@ -32,14 +32,14 @@ from leadrelay.outreach import delivery, queueing
 from leadrelay.outreach.channels.base import SendResult
 from leadrelay.outreach.delivery import Handover as Handover
 from leadrelay.outreach.delivery import hand_over as hand_over
+from leadrelay.outreach.limits import CALL_WINDOW, MESSAGE_WINDOW, WindowKind, stored_settings
 from leadrelay.outreach.limits import OutreachPolicy as OutreachPolicy
-from leadrelay.outreach.limits import call_window as call_window
 from leadrelay.outreach.limits import guard_policy as guard_policy
 from leadrelay.outreach.limits import outreach_policy as outreach_policy
-from leadrelay.outreach.limits import stored_settings
 from leadrelay.outreach.links import unsubscribe_secret as unsubscribe_secret
 from leadrelay.outreach.links import unsubscribe_url as unsubscribe_url
 from leadrelay.outreach.links import voice_secret as voice_secret
+from leadrelay.outreach.local_time import Window
 from leadrelay.outreach.models import Message, MessageKind
 from leadrelay.outreach.queueing import NotSendable as NotSendable
 
@@ -67,11 +67,14 @@ async def set_outreach_policy(
     now: datetime,
     country_call_caps: Mapping[str, int] | None = None,
     country_call_windows: Mapping[str, Mapping[str, Any]] | None = None,
+    country_message_windows: Mapping[str, Mapping[str, Any]] | None = None,
     accept_domain_risk: bool = False,
 ) -> OutreachPolicy:
-    """Leaving dry-run, or raising a cap or the domain throttle above its default, needs the
-    typed confirmation; every change is audited with before and after. Leaving dry-run while a
-    sending domain fails SPF, DKIM or DMARC also needs `accept_domain_risk` (audited)."""
+    """Leaving dry-run, raising a cap or the domain throttle above its default, or giving a
+    country call or message hours wider than its channel's default, needs the typed
+    confirmation; every change is audited with before and after. Leaving dry-run while a
+    sending domain fails SPF, DKIM or DMARC also needs `accept_domain_risk` (audited). Each
+    per-country map given replaces the stored one."""
     tenant = await session.scalar(
         select(Tenant).where(Tenant.id == actor.tenant_id).with_for_update()
     )
@@ -79,6 +82,16 @@ async def set_outreach_policy(
         raise NotFound("The tenant does not exist.")
     before = outreach_policy(tenant, settings)
     defaults = outreach_policy(Tenant(settings={}), settings)
+    given_windows = {
+        kind: rules
+        for kind, rules in (
+            (CALL_WINDOW, country_call_windows),
+            (MESSAGE_WINDOW, country_message_windows),
+        )
+        if rules is not None
+    }
+    # Checked before the confirmation: only a valid window can be compared with the default.
+    new_windows = _check_country_rules(country_call_caps, given_windows)
     # Each change that loosens a safe default, by the field that makes it (named in the 422).
     risks: list[dict[str, str]] = []
     if dry_run is False and before.tenant_dry_run:
@@ -96,11 +109,12 @@ async def set_outreach_policy(
                 "reason": f"{domain_hourly_cap} is above the default {defaults.domain_hourly_cap}",
             }
         )
+    risks += _widened_windows(new_windows, before)
     confirmed = (confirmation or "").strip().lower() == LIVE_CONFIRMATION
     if risks and not confirmed:
         raise ValidationFailed(
-            "Leaving dry-run or raising a limit above its default needs the confirmation typed "
-            "out.",
+            "Leaving dry-run, raising a limit above its default or widening a country's hours "
+            "beyond the default needs the confirmation typed out.",
             errors=[
                 {"field": "confirmation", "reason": f"type exactly: {LIVE_CONFIRMATION}"},
                 *risks,
@@ -127,27 +141,11 @@ async def set_outreach_policy(
         stored["domain_hourly_cap"] = domain_hourly_cap
     if cooldown_days is not None:
         stored["cooldown_days"] = cooldown_days
-    problems = [
-        {"field": f"{name}.{country}", "reason": f"{country!r} is not an ISO 3166 country code"}
-        for name, mapping in (
-            ("country_call_caps", country_call_caps),
-            ("country_call_windows", country_call_windows),
-        )
-        for country in (mapping or {})
-        if normalize_country(country) is None
-    ]
-    for country, rule in (country_call_windows or {}).items():
-        try:
-            call_window(rule)
-        except (ValueError, TypeError) as exc:
-            problems.append({"field": f"country_call_windows.{country}", "reason": str(exc)})
-    if problems:
-        raise ValidationFailed("A call window is not valid.", errors=problems)
     # Stored under the code the guard reads ("uk" is GB): an alias would match no recipient.
     if country_call_caps is not None:
         stored["country_call_caps"] = {_iso(k): v for k, v in country_call_caps.items()}
-    if country_call_windows is not None:
-        stored["country_call_windows"] = {_iso(k): dict(v) for k, v in country_call_windows.items()}
+    for kind, rules in given_windows.items():
+        stored[kind.field] = {_iso(k): dict(v) for k, v in rules.items()}
     tenant.settings = {**(tenant.settings or {}), "outreach": stored}
     after = outreach_policy(tenant, settings)
     try:
@@ -175,6 +173,71 @@ async def set_outreach_policy(
     return after
 
 
+def _check_country_rules(
+    caps: Mapping[str, int] | None,
+    windows: Mapping[WindowKind, Mapping[str, Mapping[str, Any]]],
+) -> dict[WindowKind, dict[str, Window]]:
+    """Each kind's windows read, by country as given; raises `ValidationFailed` naming every
+    unknown country and bad window at `<map>.<country>`."""
+    problems = [
+        _not_a_country("country_call_caps", country)
+        for country in caps or {}
+        if normalize_country(country) is None
+    ]
+    checked: dict[WindowKind, dict[str, Window]] = {}
+    for kind, rules in windows.items():
+        checked[kind] = {}
+        for country, rule in rules.items():
+            if normalize_country(country) is None:
+                problems.append(_not_a_country(kind.field, country))
+                continue
+            try:
+                checked[kind][country] = _settable_window(kind, rule)
+            except (ValueError, TypeError) as exc:
+                problems.append({"field": f"{kind.field}.{country}", "reason": str(exc)})
+    if problems:
+        raise ValidationFailed("A country rule is not valid.", errors=problems)
+    return checked
+
+
+def _not_a_country(name: str, country: str) -> dict[str, str]:
+    return {"field": f"{name}.{country}", "reason": f"{country!r} is not an ISO 3166 country code"}
+
+
+def _settable_window(kind: WindowKind, rule: Mapping[str, Any]) -> Window:
+    """The rule as a window a tenant may set: one the guard reads, ending after it starts, on
+    at least one day. The last two are the console form's rules, so the API stores nothing
+    the form could not show back (the guard would read an earlier end as running past
+    midnight)."""
+    window = kind.window(rule)
+    if window.crosses_midnight:
+        raise ValueError(f"ends before it starts: choose an end after {window.start} (or 24:00)")
+    if not window.days:
+        raise ValueError("choose at least one day")
+    return window
+
+
+def _widened_windows(
+    windows: Mapping[WindowKind, Mapping[str, Window]], before: OutreachPolicy
+) -> list[dict[str, str]]:
+    """The risks of the windows wider than their channel's default. One already stored as it
+    is was confirmed then: saving the table again for another change does not ask again."""
+    risks: list[dict[str, str]] = []
+    for kind, by_country in windows.items():
+        stored = before.country_windows(kind)
+        for country, window in sorted(by_country.items()):
+            kept = stored.get(_iso(country))
+            if kind.is_wider_than_default(window) and (kept is None or kind.window(kept) != window):
+                risks.append(
+                    {
+                        "field": f"{kind.field}.{country}",
+                        "reason": f"{window.describe()} is wider than the default "
+                        f"({kind.default.describe()})",
+                    }
+                )
+    return risks
+
+
 def _iso(country: str) -> str:
     """The ISO 3166 alpha-2 code of a country already checked to be one."""
     return normalize_country(country) or country.upper()
@@ -188,6 +251,7 @@ def _audit_view(view: OutreachPolicy) -> dict[str, Any]:
         "cooldown_days": view.cooldown_days,
         "country_call_caps": dict(view.country_call_caps),
         "country_call_windows": dict(view.country_call_windows),
+        "country_message_windows": dict(view.country_message_windows),
     }
 
 
