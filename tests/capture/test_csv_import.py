@@ -7,6 +7,7 @@ import io
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -16,12 +17,13 @@ from sqlalchemy import func, select
 from leadrelay.capture import csv_import, intake
 from leadrelay.capture.cleaning import clean_lead
 from leadrelay.capture.models import ImportIssue, Lead, LeadImport
+from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database, DatabaseUrls
 from leadrelay.core.settings import Settings
 from leadrelay.identity.models import Role
 from tests.capture.test_intake_api import make_source
 from tests.factories import TenantCtx, TenantFactory
-from tests.support import invoke_cli
+from tests.support import invoke_cli, owner_connection
 
 MESSY = (
     "Name;E-mail;Telephone;Company;Ville;external_id\n"
@@ -106,6 +108,38 @@ class TestImport:
         assert job is not None
         assert (job.status, job.rows_total, job.rows_rejected) == ("done", 5, 2)
         assert issues == [3, 5, 6]
+
+    async def test_an_import_refreshes_the_planners_statistics_as_it_grows_the_tables(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        urls: DatabaseUrls,
+        db: Database,
+        tmp_path: Path,
+    ) -> None:
+        """The app role owns no table; `app_analyze_leads()` analyses for it (a manual ANALYZE:
+        `last_analyze`, where autovacuum sets `last_autoanalyze`)."""
+        monkeypatch.setattr(csv_import, "ANALYZE_FIRST_AT", 2)
+        await make_source(client, tenant, "Fair list")
+        path = tmp_path / "grow.csv"
+        path.write_text("email,name\na@grow.io,A\nb@grow.io,B\nc@grow.io,C\n", encoding="utf-8")
+
+        def analysed() -> datetime | None:
+            with owner_connection(urls) as connection:
+                row = connection.execute(
+                    "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'leads'"
+                ).fetchone()
+            return row["last_analyze"] if row else None
+
+        before = utcnow()
+        summary = await csv_import.run_import(
+            db, tenant.id, source_name="Fair list", path=path, mapping={}
+        )
+        assert summary.accepted == 3
+        last = analysed()
+        assert last is not None
+        assert last >= before
 
     async def test_refuses_a_file_without_a_contact_column(
         self,
