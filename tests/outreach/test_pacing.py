@@ -4,6 +4,7 @@ fixed clock. Each time must be one the guard lets through on the recipient's clo
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from leadrelay.capture.models import LegalBasis
 from leadrelay.drafting.evidence import Channel
 from leadrelay.outreach.local_time import WEEKDAYS, Window, is_open
-from leadrelay.outreach.pacing import Span, call_span, spread_calls
+from leadrelay.outreach.pacing import MIN_GAP, Span, call_span, spread_calls
 from leadrelay.outreach.policy import (
     Consent,
     ConsentState,
@@ -124,6 +125,23 @@ class TestSpread:
         always = Policy(windows={Channel.VOICE: (Window("00:00", "24:00"),)})
         slots = spread_calls([call(), call()], always, MONDAY_NINE)
         assert slots == [MONDAY_NINE, MONDAY_NINE + timedelta(hours=12)]
+
+    def test_a_run_near_the_close_goes_on_into_the_next_opening_rather_than_crowd(self) -> None:
+        """At 16:59 a minute is left of Monday's window: ten calls need twenty. They are
+        spread over that minute and Tuesday's window together, at least MIN_GAP apart."""
+        last_minute = paris(2026, 12, 7, 16, 59)
+        slots = spread_calls([call() for _ in range(10)], Policy(), last_minute)
+        assert slots[0] == last_minute
+        times = [slot for slot in slots if slot is not None]
+        assert len(times) == 10
+        assert [f"{t.astimezone(PARIS):%a}" for t in times] == ["Mon"] + ["Tue"] * 9
+        assert all(later - earlier >= MIN_GAP for earlier, later in pairwise(times[1:]))
+        assert f"{times[-1].astimezone(PARIS):%H:%M}" < "17:00"
+
+    def test_a_few_calls_that_fit_stay_in_what_is_left_of_today(self) -> None:
+        half_past_four = paris(2026, 12, 7, 16, 30)
+        slots = spread_calls([call() for _ in range(3)], Policy(), half_past_four)
+        assert local_times(slots, PARIS) == ["Mon 16:30", "Mon 16:40", "Mon 16:50"]
 
 
 # --- what the guard says at each time -----------------------------------------------------
