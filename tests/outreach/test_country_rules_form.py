@@ -344,6 +344,24 @@ async def test_a_country_alias_is_stored_under_its_iso_code(
     assert list(saved.json()["country_message_windows"]) == ["GB"]
 
 
+async def test_a_country_given_twice_under_two_spellings_is_refused_at_the_field(
+    client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    """Stored by code, "uk" and "GB" would be one rule, the other silently dropped."""
+    refused = await client.patch(
+        "/v1/outreach/policy",
+        json={
+            "country_call_caps": {"GB": 3, "uk": 2},
+            "country_message_windows": {"GB": {"start": "09:00", "end": "20:00"}},
+        },
+        headers=await tenant.headers(Role.ADMIN),
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [
+        {"field": "country_call_caps.uk", "reason": "'uk' and 'GB' both name GB: keep one"}
+    ]
+
+
 class TestTheGuardReadsMessageHours:
     async def test_a_french_sms_waits_for_the_fr_hours_where_the_default_would_send(
         self, client: httpx.AsyncClient, tenant: TenantCtx, settings: Settings

@@ -14,7 +14,7 @@ fails it visibly ("outcome unknown") instead of sending it twice.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -184,8 +184,10 @@ def _check_country_rules(
         for country in caps or {}
         if normalize_country(country) is None
     ]
+    problems += _named_twice("country_call_caps", caps or {})
     checked: dict[WindowKind, dict[str, Window]] = {}
     for kind, rules in windows.items():
+        problems += _named_twice(kind.field, rules)
         checked[kind] = {}
         for country, rule in rules.items():
             if normalize_country(country) is None:
@@ -198,6 +200,27 @@ def _check_country_rules(
     if problems:
         raise ValidationFailed("A country rule is not valid.", errors=problems)
     return checked
+
+
+def _named_twice(name: str, countries: Iterable[str]) -> list[dict[str, str]]:
+    """One problem for each country given a second time under another spelling ("UK" beside
+    "GB"): stored by code, one of the two rules would silently replace the other."""
+    first: dict[str, str] = {}
+    problems = []
+    for country in countries:
+        code = normalize_country(country)
+        if code is None:
+            continue
+        if code in first:
+            problems.append(
+                {
+                    "field": f"{name}.{country}",
+                    "reason": f"{country!r} and {first[code]!r} both name {code}: keep one",
+                }
+            )
+        else:
+            first[code] = country
+    return problems
 
 
 def _not_a_country(name: str, country: str) -> dict[str, str]:
