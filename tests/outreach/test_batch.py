@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -253,6 +254,49 @@ class TestRetries:
         for row in await messages(db, tenant, crashed):
             assert row.status == MessageStatus.FAILED
             assert "outcome unknown" in (row.error or "")
+
+    async def test_a_worker_dying_mid_chunk_leaves_only_its_slice_unknown(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        db: Database,
+        settings: Settings,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A chunk goes out a slice at a time (mark `sending`, hand over, record). A worker that
+        dies handing over its second slice leaves that slice unknown; the first is recorded
+        as sent and the third, never begun, is sent by the retry."""
+        monkeypatch.setattr(delivery, "DELIVERY_SLICE", 2)
+        relay = Relay()
+        with serve(relay) as port:
+            live = await go_live(client, tenant, settings, port)
+            keys = secret_keys(live)
+            drafts = [await approved_draft(client, tenant, f"s@slice{n}.example") for n in range(6)]
+            ids = [a.message_id for a in queued(await queue(db, tenant, live, drafts))]
+            real, calls = delivery.hand_over_all, 0
+
+            async def dies_on_the_second_slice(*args: Any, **kwargs: Any) -> Any:
+                nonlocal calls
+                calls += 1
+                if calls == 2:
+                    raise RuntimeError("the worker died")
+                return await real(*args, **kwargs)
+
+            monkeypatch.setattr(delivery, "hand_over_all", dies_on_the_second_slice)
+            with pytest.raises(RuntimeError, match="the worker died"):
+                await delivery.deliver_messages(db, tenant.id, ids, settings=live, keys=keys)
+            monkeypatch.setattr(delivery, "hand_over_all", real)
+            retried = await delivery.deliver_messages(db, tenant.id, ids, settings=live, keys=keys)
+
+        assert [o.message_id for o in retried] == ids[4:]
+        rows = await messages(db, tenant, ids)
+        assert [r.status for r in rows] == [MessageStatus.SENT] * 2 + [MessageStatus.FAILED] * 2 + [
+            MessageStatus.SENT
+        ] * 2
+        assert all("outcome unknown" in (r.error or "") for r in rows[2:4])
+        assert sorted(d.rcpt_tos[0] for d in relay.deliveries) == [
+            f"s@slice{n}.example" for n in (0, 1, 4, 5)
+        ]
 
     async def test_a_bounce_suppresses_a_busy_relay_retries_and_the_rest_go_on(
         self, client: httpx.AsyncClient, tenant: TenantCtx, db: Database, settings: Settings

@@ -60,6 +60,8 @@ from leadrelay.telemetry import service as telemetry
 
 # Messages in flight at once per chunk (each SMTP one on a connection of its own).
 HANDOVER_CONCURRENCY = 8
+# Messages marked `sending` together: what a crash mid-delivery can leave unknown.
+DELIVERY_SLICE = 100
 # Delivery retries after a transient failure: 1, 2, 4 … minutes, at most 2 hours.
 RETRY_BASE = timedelta(minutes=1)
 RETRY_CAP = timedelta(hours=2)
@@ -547,9 +549,36 @@ async def deliver_messages(
     concurrency: int = HANDOVER_CONCURRENCY,
     clock: Callable[[], datetime] = utcnow,
 ) -> list[Outcome]:
-    """Deliver a chunk: begin (commit), hand over, finish (commit); retries and the messages
-    waiting for a provider's circuit get their own `outreach.deliver` jobs, deferred with the
-    change that made them wait."""
+    """Deliver a chunk, `DELIVERY_SLICE` messages at a time: begin (commit), hand over, finish
+    (commit). A process that dies mid-way leaves at most one slice `sending` — failed as
+    "outcome unknown" by the retry, never sent twice — where the whole chunk would have been;
+    the slices still to come are sent by the retry. Retries and the messages waiting for a
+    provider's circuit get their own `outreach.deliver` jobs, deferred with the change that
+    made them wait."""
+    outcomes: list[Outcome] = []
+    for start in range(0, len(message_ids), DELIVERY_SLICE):
+        outcomes += await _deliver_slice(
+            db,
+            tenant_id,
+            message_ids[start : start + DELIVERY_SLICE],
+            settings=settings,
+            keys=keys,
+            concurrency=concurrency,
+            clock=clock,
+        )
+    return outcomes
+
+
+async def _deliver_slice(
+    db: Database,
+    tenant_id: uuid.UUID,
+    message_ids: Sequence[uuid.UUID],
+    *,
+    settings: Settings,
+    keys: str,
+    concurrency: int,
+    clock: Callable[[], datetime],
+) -> list[Outcome]:
     async with db.session(tenant_id) as session:
         now = clock()
         started = await begin_deliveries(
