@@ -149,9 +149,9 @@ async def load_setup(session: AsyncSession, *, now: datetime) -> Setup:
     )  # fmt: skip
 
 
-_SCORES = text(
+_SCORES = (
     "SELECT s.lead_id, s.score FROM lead_scores s JOIN icp_versions v ON v.id = s.version_id "
-    "WHERE v.status = 'active' AND s.lead_id = ANY(:ids)"
+    "WHERE v.status = 'active' AND s.lead_id = ANY(%b::uuid[])"
 )
 
 
@@ -161,9 +161,10 @@ async def facts_for(
     """Lead facts plus `score` (by the active ICP version) and `territory`: an enrichment
     attribute when present, else the lead's country, else the country of its phone number."""
     facts = await lead_facts(session, lead_ids, now=now)
-    scores = {
-        row.lead_id: row.score for row in await session.execute(_SCORES, {"ids": list(facts)})
-    }
+    connection = await raw_connection(session)
+    async with connection.cursor() as cursor:
+        await cursor.execute(_SCORES, (list(facts),))
+        scores: dict[uuid.UUID, int] = dict(await cursor.fetchall())
     for lead_id, lead in facts.items():
         lead["score"] = scores.get(lead_id)
         territory = lead.get("attributes.territory") or lead.get("country")
