@@ -18,7 +18,18 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import Cluster, CpuMeter, Figure, cluster, heading, postgres_pids, rate, table
+from bench.common import (
+    Cluster,
+    CpuMeter,
+    Figure,
+    cluster,
+    heading,
+    postgres_pids,
+    print_statements,
+    rate,
+    reset_statements,
+    table,
+)
 from leadrelay.capture.csv_import import run_import
 from leadrelay.capture.models import LegalBasis, Source, SourceKind, SourceStatus
 from leadrelay.core.clock import utcnow
@@ -100,7 +111,7 @@ async def _raw_copy(c: Cluster, path: Path) -> tuple[int, float]:
         return rows, time.perf_counter() - started
 
 
-async def _measure(c: Cluster, rows: int) -> tuple[list[list[str]], list[Figure]]:
+async def _measure(c: Cluster, rows: int, statements: bool) -> tuple[list[list[str]], list[Figure]]:
     settings = c.settings()
     db = Database(c.urls)
     path = c.data_dir / "leads.csv"
@@ -128,6 +139,8 @@ async def _measure(c: Cluster, rows: int) -> tuple[list[list[str]], list[Figure]
             memory_at_tenth = peak_rss_mb()
 
     meter = CpuMeter({"bench": [__import__("os").getpid()], "postgres": postgres_pids(c)})
+    if statements:
+        reset_statements(c)
     meter.start()
     started = time.perf_counter()
     summary = await run_import(
@@ -137,6 +150,9 @@ async def _measure(c: Cluster, rows: int) -> tuple[list[list[str]], list[Figure]
     meter.stop()
     import_cpu = meter.describe(import_seconds)
     memory_at_end = peak_rss_mb()
+    if statements:
+        print_statements(c)  # the import's
+        reset_statements(c)
 
     async with job_runtime(settings, c.urls):
         started = time.perf_counter()
@@ -148,6 +164,8 @@ async def _measure(c: Cluster, rows: int) -> tuple[list[list[str]], list[Figure]
             worker_middleware=[dead_letter_middleware],
         )
         jobs_seconds = time.perf_counter() - started
+    if statements:
+        print_statements(c)  # the jobs'
     async with db.session(tenant.id) as session:
         from sqlalchemy import func, select
 
@@ -193,10 +211,10 @@ async def _measure(c: Cluster, rows: int) -> tuple[list[list[str]], list[Figure]
     return lines, figures
 
 
-def run(c: Cluster, *, rows: int = 100_000) -> list[Figure]:
+def run(c: Cluster, *, rows: int = 100_000, statements: bool = False) -> list[Figure]:
     heading(f"capture: {rows:,} generated leads through CSV import, beside raw COPY")
     settle_process()  # the start-up every worker runs before its first job
-    lines, figures = asyncio.run(_measure(c, rows))
+    lines, figures = asyncio.run(_measure(c, rows, statements))
     print(table(["path", "rows", "seconds", "rows/s", "CPU cores"], lines))
     return figures
 
@@ -204,9 +222,14 @@ def run(c: Cluster, *, rows: int = 100_000) -> list[Figure]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="print PostgreSQL's costliest statements of the import and of the jobs",
+    )
     args = parser.parse_args()
-    with cluster() as c:
-        run(c, rows=args.rows)
+    with cluster(statements=args.statements) as c:
+        run(c, rows=args.rows, statements=args.statements)
 
 
 if __name__ == "__main__":

@@ -99,9 +99,19 @@ def start_watchdog(seconds: float) -> threading.Timer:
     return timer
 
 
+# `--statements` on a benchmark: PostgreSQL counts every statement (nested ones too: triggers,
+# foreign-key checks), and the run ends with the costliest. How the capture import's quadratic
+# e-mail look-up and its stale statistics were found.
+STATEMENT_SETTINGS = (
+    "shared_preload_libraries=pg_stat_statements",
+    "pg_stat_statements.track=all",
+)
+
+
 @contextmanager
-def cluster(*, fast_unsafe: bool = False) -> Iterator[Cluster]:
-    """Start a cluster in a temporary directory, migrate it, and remove everything afterwards."""
+def cluster(*, fast_unsafe: bool = False, statements: bool = False) -> Iterator[Cluster]:
+    """Start a cluster in a temporary directory, migrate it, and remove everything afterwards;
+    with `statements`, count them (`print_statements`)."""
     data_dir = Path(tempfile.mkdtemp(prefix="leadrelay-bench-"))
     server = embedded_pg.EmbeddedServer(data_dir, free_port())
 
@@ -111,8 +121,15 @@ def cluster(*, fast_unsafe: bool = False) -> Iterator[Cluster]:
 
     with cleanup_if_cut_short(remove):
         try:
-            embedded_pg.ensure_running(server, fast_unsafe=fast_unsafe)
+            embedded_pg.ensure_running(
+                server,
+                fast_unsafe=fast_unsafe,
+                settings=STATEMENT_SETTINGS if statements else (),
+            )
             ensure_database(server.url(), BENCH_DATABASE)
+            if statements:
+                with psycopg.connect(server.url(database=BENCH_DATABASE)) as connection:
+                    connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             port = server.port
             urls = DatabaseUrls(
                 owner=server.url(database=BENCH_DATABASE),
@@ -124,6 +141,34 @@ def cluster(*, fast_unsafe: bool = False) -> Iterator[Cluster]:
             yield Cluster(server, urls, data_dir, fast_unsafe)
         finally:
             remove()
+
+
+def reset_statements(c: Cluster) -> None:
+    """Start counting afresh (after a setup that is not measured)."""
+    with psycopg.connect(c.urls.owner) as connection:
+        connection.execute("SELECT pg_stat_statements_reset()")
+
+
+def print_statements(c: Cluster, *, most: int = 15) -> None:
+    """The statements that took PostgreSQL the most time since the last reset, nested ones
+    included (a trigger's statement is also in its caller's time)."""
+    with psycopg.connect(c.urls.owner) as connection:
+        rows = connection.execute(
+            "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g') "
+            "FROM pg_stat_statements WHERE query NOT LIKE '%%pg_stat_statements%%' "
+            "ORDER BY total_exec_time DESC LIMIT %s",
+            (most,),
+        ).fetchall()
+    heading(f"PostgreSQL's {most} costliest statements (pg_stat_statements, track=all)")
+    print(
+        table(
+            ["calls", "ms", "ms/call", "rows", "statement"],
+            [
+                [f"{calls:,}", f"{ms:,.0f}", f"{ms / max(calls, 1):.3f}", f"{n:,}", query[:110]]
+                for calls, ms, n, query in rows
+            ],
+        )
+    )
 
 
 # --- machine -------------------------------------------------------------------------------

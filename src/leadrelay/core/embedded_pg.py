@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,10 +78,13 @@ def is_running(server: EmbeddedServer) -> bool:
     return _pg_ctl(server, "status", check=False) == 0
 
 
-def ensure_running(server: EmbeddedServer, *, fast_unsafe: bool = False) -> bool:
+def ensure_running(
+    server: EmbeddedServer, *, fast_unsafe: bool = False, settings: Sequence[str] = ()
+) -> bool:
     """Initialise the cluster on first use and start it; returns True if this call started it.
 
-    `fast_unsafe` turns off fsync (throwaway test clusters only).
+    `fast_unsafe` turns off fsync (throwaway test clusters only); `settings` are more
+    `name=value` server settings (the benchmarks' statement statistics).
     """
     server.data_dir.mkdir(parents=True, exist_ok=True)
     server.pgdata.mkdir(exist_ok=True)
@@ -108,6 +112,7 @@ def ensure_running(server: EmbeddedServer, *, fast_unsafe: bool = False) -> bool
     if fast_unsafe:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     options += " -c max_connections=200 -c shared_buffers=256MB"
+    options += "".join(f" -c {setting}" for setting in settings)
     _pg_ctl(server, "-w", "-t", "60", "-l", str(server.pgdata / "log"), "-o", options, "start")
     deadline = time.monotonic() + 30
     while not is_running(server):
