@@ -41,11 +41,6 @@ class Span:
     start: datetime
     end: datetime
 
-    def at(self, position: int, count: int) -> datetime:
-        """The `position`-th of `count` evenly spaced instants, to the second."""
-        offset = (self.end - self.start).total_seconds() * position // count
-        return self.start + timedelta(seconds=offset)
-
 
 @dataclass(frozen=True, slots=True)
 class Spread:

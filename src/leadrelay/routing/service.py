@@ -251,7 +251,8 @@ async def route_leads(
     if not facts:
         return []
     setup = await load_setup(session, now=now)
-    reps = [r for r in setup.reps if r.id not in set(exclude_reps)]
+    excluded = set(exclude_reps)
+    reps = [r for r in setup.reps if r.id not in excluded]
     states, team_seq = dict(setup.states), dict(setup.team_seq)
     availability = engine.Availability(now)
     live = [lead_id for lead_id in todo if lead_id in facts]  # not merged or gone meanwhile
