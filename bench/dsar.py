@@ -70,9 +70,9 @@ def _person(
             (lead, t, ids["source"], f"Person {n}", email, phone),
         ),
         (
-            "INSERT INTO lead_field_values (tenant_id, lead_id, field, value, raw_value, "
-            "source_id, observed_at) VALUES (%s, %s, 'email', %s, %s, %s, now())",
-            (t, lead, email, email, ids["source"]),
+            "INSERT INTO lead_observations (tenant_id, lead_id, source_id, observed_at, fields) "
+            "VALUES (%s, %s, %s, now(), %s)",
+            (t, lead, ids["source"], Jsonb({"email": {"value": email, "raw_value": email}})),
         ),
         (
             "INSERT INTO lead_external_ids (tenant_id, lead_id, source_id, external_id) "

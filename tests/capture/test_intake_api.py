@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from leadrelay.capture.models import FieldObservation
+from leadrelay.capture.models import LeadObservation
 from leadrelay.compliance.models import AuditEvent
 from leadrelay.core.db import Database
 from leadrelay.core.events import OutboxEvent
@@ -168,11 +168,10 @@ class TestCaptureOne:
         assert len(listed) == 1
         assert listed[0]["city"] == "Arlington"  # an empty field is filled, nothing overwritten
         async with db.session(tenant.id) as session:
-            emails = list(
-                await session.scalars(
-                    select(FieldObservation.raw_value).where(FieldObservation.field == "email")
-                )
-            )
+            emails = [
+                fields["email"]["raw_value"]
+                for fields in await session.scalars(select(LeadObservation.fields))
+            ]
         assert sorted(emails) == ["GRACE@hopper.dev", "grace@hopper.dev"]
 
     async def test_rejection_is_a_clear_422_and_is_audited(

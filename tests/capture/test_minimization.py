@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 
 from leadrelay.capture.intake import CapturePolicy
-from leadrelay.capture.models import FieldObservation, Lead
+from leadrelay.capture.models import Lead, LeadObservation
 from leadrelay.compliance.models import AuditEvent
 from leadrelay.core.db import DatabaseUrls
 from leadrelay.core.settings import Settings
@@ -119,15 +119,17 @@ class TestIntake:
                 "GB",
             )
             assert (lead.full_name, lead.phone_e164, lead.city) == ("", None, None)
-            observed = set(
-                await session.scalars(
-                    select(FieldObservation.field).where(FieldObservation.lead_id == lead.id)
+            observed = {
+                name
+                for fields in await session.scalars(
+                    select(LeadObservation.fields).where(LeadObservation.lead_id == lead.id)
                 )
-            )
+                for name in fields
+            }
             stored_anywhere = await session.scalar(
                 text(
-                    "SELECT count(*) FROM lead_field_values WHERE raw_value IN "
-                    "('Ada Lovelace', 'London', '+44 20 7946 0958')"
+                    "SELECT count(*) FROM lead_observations, jsonb_each(fields) AS f "
+                    "WHERE f.value->>'raw_value' IN ('Ada Lovelace', 'London', '+44 20 7946 0958')"
                 )
             )
             audit = await session.scalar(

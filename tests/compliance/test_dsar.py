@@ -36,7 +36,7 @@ from tests.support import invoke_cli, owner_connection
 # Every table a person's data can sit in: erasure empties them of the person.
 PERSON_TABLES = (
     "leads",
-    "lead_field_values",
+    "lead_observations",
     "lead_external_ids",
     "lead_merges",
     "match_reviews",
@@ -169,9 +169,10 @@ def seed_person(
         dup, t, rows.source_id, who.name, lead,
     )  # fmt: skip
     ins(
-        "INSERT INTO lead_field_values (tenant_id, lead_id, field, value, raw_value, source_id, "
-        "import_id, observed_at) VALUES (%s, %s, 'email', %s, %s, %s, %s, now())",
-        t, lead, who.email, f"  {who.email.upper()} ", rows.source_id, rows.import_id,
+        "INSERT INTO lead_observations (tenant_id, lead_id, source_id, import_id, observed_at, "
+        "fields) VALUES (%s, %s, %s, %s, now(), %s)",
+        t, lead, rows.source_id, rows.import_id,
+        Jsonb({"email": {"value": who.email, "raw_value": f"  {who.email.upper()} "}}),
     )  # fmt: skip
     ins(
         "INSERT INTO lead_external_ids (tenant_id, lead_id, source_id, external_id) "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -217,12 +218,12 @@ _FILL_EMPTY = (
     "AS t(id, full_name, email, phone_e164, phone_type, company, company_key, domain, city, "
     "country, title) WHERE l.id = t.id"
 )
-_INSERT_PROVENANCE = (
-    "INSERT INTO lead_field_values (tenant_id, lead_id, field, value, raw_value, source_id, "
-    "import_id, observed_at) "
-    "SELECT %s, lead_id, field, value, raw_value, %s, %s, %s "
-    "FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[]) "
-    "AS t(lead_id, field, value, raw_value)"
+# One observation per lead and row: every field the row gave, its value kept and the raw
+# value it came from, as one jsonb object (see models.LeadObservation).
+_INSERT_OBSERVATIONS = (
+    "INSERT INTO lead_observations (tenant_id, lead_id, source_id, import_id, observed_at, "
+    "fields) SELECT %s, lead_id, %s, %s, %s, fields::jsonb "
+    "FROM unnest(%b::uuid[], %b::text[]) AS t(lead_id, fields)"
 )
 _INSERT_EXTERNAL = (
     "INSERT INTO lead_external_ids (tenant_id, lead_id, source_id, external_id) "
@@ -266,6 +267,16 @@ def prepare(
         )
         cleans.append(None if reasons else clean)
     return PreparedChunk(results, cleans)
+
+
+def observation_json(clean: CleanLead) -> str:
+    """The provenance of one row: each field given, with the raw input it came from."""
+    fields = {}
+    for stored, raw_name in PROVENANCE.items():
+        value, raw = clean.values.get(stored), clean.raw.get(raw_name)
+        if value is not None or raw:
+            fields[stored] = {"value": value, "raw_value": raw}
+    return json.dumps(fields, ensure_ascii=False)
 
 
 def _columns(rows: Sequence[tuple[uuid.UUID, CleanLead]], names: Sequence[str]) -> list[Any]:
@@ -366,20 +377,18 @@ async def ingest(
                     *_columns(duplicate_rows, STORED_FIELDS),
                 ),
             )
-        lead_ids, fields, values, raws = [], [], [], []
-        for lead_id, clean in [*new_rows, *duplicate_rows]:
-            for stored, raw_name in PROVENANCE.items():
-                value, raw = clean.values.get(stored), clean.raw.get(raw_name)
-                if value is None and not raw:
-                    continue
-                lead_ids.append(lead_id)
-                fields.append(stored)
-                values.append(value)
-                raws.append(raw)
-        if lead_ids:
+        observed = [*new_rows, *duplicate_rows]
+        if observed:
             await cursor.execute(
-                _INSERT_PROVENANCE,
-                (tenant_id, source.id, import_id, now, lead_ids, fields, values, raws),
+                _INSERT_OBSERVATIONS,
+                (
+                    tenant_id,
+                    source.id,
+                    import_id,
+                    now,
+                    [lead_id for lead_id, _ in observed],
+                    [observation_json(clean) for _, clean in observed],
+                ),
             )
         ext_leads, ext_ids = [], []
         for result, row in zip(results, rows, strict=True):

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadrelay.capture import intake, sources
 from leadrelay.capture.cleaning import clean_lead
-from leadrelay.capture.models import ExternalId, FieldObservation, Lead, LeadStatus, Source
+from leadrelay.capture.models import ExternalId, Lead, LeadObservation, LeadStatus, Source
 from leadrelay.capture.schemas import LeadIn
 from leadrelay.compliance.audit import AuditEntry, record
 from leadrelay.core.db import set_tenant
@@ -714,17 +714,17 @@ async def capture_meta_lead(
         actor_type="system",
         actor_id=Provider.META_LEAD_ADS.value,
     )
-    if result.lead_id is not None and result.status != intake.RowStatus.REJECTED:
-        session.add_all(
-            FieldObservation(
+    if result.lead_id is not None and result.status != intake.RowStatus.REJECTED and mapped.answers:
+        session.add(
+            LeadObservation(
                 tenant_id=source.tenant_id,
                 lead_id=result.lead_id,
-                field=(ANSWER_PREFIX + name)[:50],
-                value=value,
-                raw_value=value,
                 source_id=source.id,
                 observed_at=now,
+                fields={
+                    (ANSWER_PREFIX + name)[:50]: {"value": value, "raw_value": value}
+                    for name, value in mapped.answers.items()
+                },
             )
-            for name, value in mapped.answers.items()
         )
     return result

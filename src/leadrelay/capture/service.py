@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadrelay.capture.models import ExternalId, FieldObservation, Lead, LeadStatus
+from leadrelay.capture.models import (
+    ExternalId,
+    FieldObservation,
+    Lead,
+    LeadObservation,
+    LeadStatus,
+)
 from leadrelay.core.errors import NotFound
 from leadrelay.identity.service import Principal
 
@@ -100,13 +106,15 @@ async def access_lead(session: AsyncSession, actor: Principal, lead_id: uuid.UUI
     if lead is None or lead.tenant_id != actor.tenant_id:
         raise LeadNotFound()
     family = [lead.id, *await merged_into(session, lead.id)]
-    provenance = list(
-        await session.scalars(
-            select(FieldObservation)
-            .where(FieldObservation.lead_id.in_(family))
-            .order_by(FieldObservation.observed_at, FieldObservation.id)
+    provenance = [
+        item
+        for observation in await session.scalars(
+            select(LeadObservation)
+            .where(LeadObservation.lead_id.in_(family))
+            .order_by(LeadObservation.observed_at, LeadObservation.id)
         )
-    )
+        for item in observation.field_observations()
+    ]
     external_ids = list(
         await session.scalars(
             select(ExternalId).where(ExternalId.lead_id.in_(family)).order_by(ExternalId.id)

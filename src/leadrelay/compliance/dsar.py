@@ -396,7 +396,7 @@ def person_rows(person: Person) -> list[tuple[str, ColumnElement[bool] | None]]:
         by_lead("lead_scores"),
         by_lead("lead_outcomes"),
         by_lead("lead_assignments"),
-        by_lead("lead_field_values"),
+        by_lead("lead_observations"),
         by_lead("lead_external_ids"),
         either("lead_merges", "survivor_id", "merged_id"),
         either("match_reviews", "lead_a_id", "lead_b_id"),

@@ -49,7 +49,7 @@ TENANT_TABLES: tuple[str, ...] = (
     "reps",
     "sources",
     "leads",
-    "lead_field_values",
+    "lead_observations",
     "lead_external_ids",
     "idempotency_keys",
     "lead_imports",

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadrelay.approvals import service as approvals
 from leadrelay.approvals.models import Draft, DraftStatus, MessageTemplateRow
 from leadrelay.capture import service as capture
-from leadrelay.capture.models import FieldObservation, Lead, Source
+from leadrelay.capture.models import Lead, LeadObservation, Source
 from leadrelay.compliance.audit import append_events
 from leadrelay.core.errors import Conflict, NotFound, ValidationFailed
 from leadrelay.drafting import compose as composer
@@ -147,21 +147,16 @@ async def set_sender(
 async def lead_evidence(session: AsyncSession, lead: Lead, *, now: datetime) -> dict[str, Evidence]:
     """The lead's facts as provenance records them, one `Evidence` per field."""
     rows = await session.execute(
-        select(
-            FieldObservation.field,
-            FieldObservation.value,
-            FieldObservation.raw_value,
-            Source.name,
-            FieldObservation.observed_at,
-        )
-        .join(Source, Source.id == FieldObservation.source_id)
-        .where(FieldObservation.lead_id == lead.id, FieldObservation.field.in_(LEAD_FIELDS))
-        .order_by(FieldObservation.observed_at, FieldObservation.id)
+        select(LeadObservation, Source.name)
+        .join(Source, Source.id == LeadObservation.source_id)
+        .where(LeadObservation.lead_id == lead.id)
+        .order_by(LeadObservation.observed_at, LeadObservation.id)
     )
     observations = [
-        Observation(field, value, raw, source, observed_at)
-        for field, value, raw, source, observed_at in rows
-        if value
+        Observation(item.field, item.value, item.raw_value, source, item.observed_at)
+        for observation, source in rows
+        for item in observation.field_observations()
+        if item.field in LEAD_FIELDS and item.value
     ]
     verified = [field for flag, field in VERIFIED_FLAGS.items() if flag in (lead.flags or ())]
     return evidence_from(observations, now=now, verified=verified)
