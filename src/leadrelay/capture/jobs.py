@@ -6,6 +6,7 @@ import uuid
 
 from leadrelay.capture.dedup import dedup_leads
 from leadrelay.capture.intake import DEDUP_TASK, SCORE_TASK, VERIFY_TASK
+from leadrelay.capture.statistics import refresh_if_stale
 from leadrelay.capture.verification import verifiers_for, verify_leads
 from leadrelay.core.clock import utcnow
 from leadrelay.core.jobs import defer, job_app, retry_strategy, runtime
@@ -17,6 +18,8 @@ async def dedup_task(
 ) -> None:
     """Fuzzy-match a chunk of new leads (already merged or missing ones are skipped)."""
     tenant = uuid.UUID(tenant_id)
+    async with runtime().db.session() as session:
+        await refresh_if_stale(session)
     async with runtime().db.session(tenant) as session:
         await dedup_leads(session, tenant, [uuid.UUID(i) for i in lead_ids], now=utcnow())
 
@@ -31,6 +34,8 @@ async def verify_task(
     verifiers = rt.extras.get("verifiers")
     if verifiers is None:
         verifiers = rt.extras["verifiers"] = verifiers_for(rt.settings, rt.db)
+    async with rt.db.session() as session:
+        await refresh_if_stale(session)
     async with rt.db.session(uuid.UUID(tenant_id)) as session:
         await verify_leads(session, [uuid.UUID(i) for i in lead_ids], verifiers, now=utcnow())
         await defer(session, SCORE_TASK, tenant_id=tenant_id, lead_ids=lead_ids)
