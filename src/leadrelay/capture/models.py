@@ -84,6 +84,11 @@ class Lead(TenantOwned, Base):
     )
 
     id: Mapped[UUIDPk]
+    # No index of its own: every index above starts with the tenant, and each index is a
+    # write per lead an import pays (migration 0025).
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
     source_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("sources.id", ondelete="RESTRICT"), index=True
     )

@@ -84,7 +84,7 @@ class UnmatchedDeliveryEvent(Base):
     received_at: Mapped[CreatedAt]
 
 
-class LeadFunnel(TenantOwned, Base):
+class LeadFunnel(Base):
     """Each lead's funnel in one row: when it first reached each stage. Kept by statement-level
     triggers on the tables that stand for the stages (migration 0019), so the dashboard
     aggregates one narrow row per lead instead of grouping every table by lead; every path
@@ -99,6 +99,9 @@ class LeadFunnel(TenantOwned, Base):
     lead_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True
     )
+    # RLS checks it; no key to the tenant nor index of its own: the row goes with its lead,
+    # and the indexes above start with the tenant (migration 0025).
+    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     source_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     merged: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     rep_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))  # current assignee
