@@ -6,9 +6,11 @@ import csv
 import io
 import json
 import multiprocessing
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -140,6 +142,75 @@ class TestImport:
         last = analysed()
         assert last is not None
         assert last >= before
+
+    async def test_reads_ahead_in_a_thread_and_writes_the_chunks_in_file_order(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        db: Database,
+        tmp_path: Path,
+    ) -> None:
+        monkeypatch.setattr(csv_import, "CHUNK_ROWS", 2)
+        await make_source(client, tenant, "Fair list")
+        path = tmp_path / "chunks.csv"
+        emails = ["a@chunk.io", "b@chunk.io", "bad", "c@chunk.io", "d@chunk.io", "A@chunk.io"]
+        path.write_text("email\n" + "".join(f"{e}\n" for e in emails), encoding="utf-8")
+        progressed: list[int] = []
+        report = io.StringIO()
+        summary = await csv_import.run_import(
+            db,
+            tenant.id,
+            source_name="Fair list",
+            path=path,
+            mapping={},
+            report=report,
+            progress=progressed.append,
+        )
+        lines = [json.loads(line) for line in report.getvalue().splitlines()]
+        assert [(r["line"], r["status"]) for r in lines] == [
+            (2, "accepted"),
+            (3, "accepted"),
+            (4, "rejected"),
+            (5, "accepted"),
+            (6, "accepted"),
+            (7, "duplicate"),  # of line 2, written two chunks before
+        ]
+        assert lines[5]["lead_id"] == lines[0]["lead_id"]
+        assert (summary.rows, summary.accepted, summary.duplicate) == (6, 4, 1)
+        assert sum(progressed) == path.stat().st_size
+
+    async def test_a_failure_while_reading_marks_the_import_failed(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        client: httpx.AsyncClient,
+        tenant: TenantCtx,
+        db: Database,
+        tmp_path: Path,
+    ) -> None:
+        monkeypatch.setattr(csv_import, "CHUNK_ROWS", 2)
+        read_rows = csv_import.read_rows
+
+        def failing_rows(*args: Any, **kwargs: Any) -> Iterator[csv_import.SourceRow]:
+            for number, row in enumerate(read_rows(*args, **kwargs)):
+                if number == 5:
+                    raise OSError("the disk went away")
+                yield row
+
+        monkeypatch.setattr(csv_import, "read_rows", failing_rows)
+        await make_source(client, tenant, "Fair list")
+        path = tmp_path / "broken.csv"
+        path.write_text("email\n" + "".join(f"p{n}@fail.io\n" for n in range(9)), "utf-8")
+        with pytest.raises(OSError, match="the disk went away"):
+            await csv_import.run_import(
+                db, tenant.id, source_name="Fair list", path=path, mapping={}
+            )
+        async with db.session(tenant.id) as session:
+            job = await session.scalar(select(LeadImport))
+        assert job is not None
+        assert (job.status, job.error) == ("failed", "OSError: the disk went away")
+        assert job.finished_at is not None
+        assert job.rows_total == 2  # the chunk written while the third was read
 
     async def test_refuses_a_file_without_a_contact_column(
         self,

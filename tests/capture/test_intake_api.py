@@ -169,7 +169,7 @@ class TestCaptureOne:
         assert listed[0]["city"] == "Arlington"  # an empty field is filled, nothing overwritten
         async with db.session(tenant.id) as session:
             emails = [
-                fields["email"]["raw_value"]
+                str(fields["email"]["raw_value"])
                 for fields in await session.scalars(select(LeadObservation.fields))
             ]
         assert sorted(emails) == ["GRACE@hopper.dev", "grace@hopper.dev"]

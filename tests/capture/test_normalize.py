@@ -4,11 +4,16 @@ punctuation and the order of legal suffixes)."""
 
 from __future__ import annotations
 
+import ipaddress
+import operator
+
 import phonenumbers
 import pytest
-from hypothesis import HealthCheck, given, settings
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from leadrelay.capture import normalize
 from leadrelay.capture.normalize import (
     ROLE_LOCAL_PARTS,
     company_key,
@@ -25,6 +30,27 @@ from leadrelay.capture.normalize import _validated_email as validate_email_in_fu
 # The first call of a normalizer loads a list (public suffixes, countries); no deadline.
 PROPERTY = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 REGIONS = st.sampled_from([None, "GB", "US", "IN", "DE", "FR", "gb", "ZZ"])
+
+
+# Pieces of local parts where email-validator's answer turns on details: combining marks
+# (also after the @), characters NFC changes (the Kelvin sign becomes ASCII), spaces, quotes.
+INTL_LOCAL_PIECES = (
+    *("a", "Z", "é", "e\u0301", "\u0301", "\u212a", "ß", "ﬁ", "İ", "日本", ".", "..", "+"),
+    *("-", "\u00a0", " ", "\u200b", "😀", "\u0338", "<", '"', "@", "\\", "\x00", "ｉｎｆｏ"),
+    *("postmaster", "\u2126", "\u3002"),
+)
+
+
+def long_domain(length: int) -> str:
+    """A valid domain of 191 + `length` characters: the address limits are near."""
+    return ".".join(["b" * 63] * 3) + "." + "c" * length + ".com"
+
+
+MAIL_DOMAINS = (
+    *("acme.com", "ACME.com", "exämple.de", "xn--exmple-cua.com", "localhost", "acme.com."),
+    *("-acme.com", "[1.2.3.4]", "a.b@c.com", "b" * 64 + ".com", "\u0301acme.com"),
+    *("x" * 240 + ".com", "mailinator.com"),
+)
 
 
 class TestNormalizeEmail:
@@ -155,6 +181,62 @@ class TestNormalizeEmail:
     def test_fast_path_answers_exactly_as_email_validator(self, raw: str) -> None:
         assert normalize_email(raw) == validate_email_in_full(raw, raw.strip())
 
+    @settings(deadline=None, max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.builds(
+            "{}@{}".format,
+            st.one_of(
+                st.lists(
+                    st.sampled_from(INTL_LOCAL_PIECES),
+                    max_size=8,
+                ).map("".join),
+                st.text(min_size=1, max_size=70),
+                # near the limits: 64 characters, 254 bytes
+                st.builds(
+                    operator.mul, st.sampled_from(["é", "日", "😀", "a"]), st.integers(1, 66)
+                ),
+            ),
+            st.one_of(
+                st.sampled_from(MAIL_DOMAINS),
+                st.builds(long_domain, st.integers(0, 62)),
+                st.from_regex(r"[A-Za-z0-9-]{1,20}(\.[A-Za-z0-9-]{1,12}){1,3}", fullmatch=True),
+            ),
+        )
+    )
+    def test_fast_path_for_internationalized_local_parts_answers_as_email_validator(
+        self, raw: str
+    ) -> None:
+        assert normalize_email(raw) == validate_email_in_full(raw, raw.strip())
+
+    @example(long_domain(56))  # `a@` and the domain: 254 characters, the most allowed
+    @example(long_domain(57))
+    @PROPERTY
+    @given(
+        st.one_of(
+            st.text(alphabet='abcxyz019-.@[]<>" \t', max_size=20),
+            st.from_regex(r"[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63}){1,4}\.?", fullmatch=True),
+            st.sampled_from(["acme.test", "x.invalid", "a.local", "[1.2.3.4]", "[", "x" * 252]),
+            st.builds(long_domain, st.integers(0, 62)),
+        )
+    )
+    def test_checks_a_domain_as_validate_email_does_after_a_plain_local_part(
+        self, domain: str
+    ) -> None:
+        try:
+            checked = validate_email(
+                "a@" + domain,
+                check_deliverability=False,
+                allow_smtputf8=True,
+                allow_quoted_local=False,
+                allow_domain_literal=False,
+                allow_display_name=False,
+            )
+        except EmailNotValidError:
+            expected = None
+        else:
+            expected = (checked.domain, checked.ascii_domain)
+        assert normalize._checked_mail_domain.__wrapped__(domain) == expected
+
 
 class TestNormalizePhone:
     @pytest.mark.parametrize(
@@ -232,6 +314,30 @@ class TestNormalizePhone:
         assert (phone.e164 is None) == (phone.error is not None)
 
     @PROPERTY
+    @given(
+        st.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)),
+        st.sampled_from(sorted(normalize.PHONE_TYPE_NAMES)),
+        st.from_regex(r"[0-9]{0,4}", fullmatch=True),
+    )
+    def test_finds_region_and_type_as_phonenumbers_does(
+        self, region: str, number_type: int, digits: str
+    ) -> None:
+        """Valid numbers of every type and region, and ones a few digits off them."""
+        example = phonenumbers.example_number_for_type(region, number_type)
+        if example is None:
+            return
+        national = str(example.national_number)
+        national = national[: len(national) - len(digits)] + digits
+        try:
+            number = phonenumbers.parse(f"+{example.country_code}{national}", None)
+        except phonenumbers.NumberParseException:
+            return
+        assert normalize._region_and_type(number) == (
+            phonenumbers.region_code_for_number(number),
+            phonenumbers.number_type(number),
+        )
+
+    @PROPERTY
     @given(st.from_regex(r"\+?[0-9][0-9 ()./-]{3,18}", fullmatch=True), REGIONS)
     def test_e164_parses_back_to_itself(self, raw: str, region: str | None) -> None:
         phone = normalize_phone(raw, default_region=region)
@@ -293,6 +399,22 @@ class TestRegistrableDomain:
     )
     def test_answers_none_when_there_is_no_registrable_domain(self, raw: str) -> None:
         assert registrable_domain(raw) is None
+
+    @PROPERTY
+    @given(
+        st.one_of(
+            st.ip_addresses().map(str),
+            st.text(alphabet="0123456789abcdef.:%", max_size=24),
+        )
+    )
+    def test_an_ip_address_is_never_a_domain(self, host: str) -> None:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return
+        assert normalize._registrable_host.__wrapped__(host) is None
+        url_host = f"[{host}]" if ":" in host else host
+        assert registrable_domain(f"http://{url_host}/") is None
 
     @PROPERTY
     @given(

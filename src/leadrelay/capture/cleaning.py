@@ -28,7 +28,7 @@ def clean_lead(fields: Mapping[str, str | None], default_region: str | None) -> 
             "country": normalized.country,
             "title": title[:200] if title else None,
         },
-        raw={name: fields.get(name) for name in fields},
+        raw=dict(fields),
         flags=tuple(sorted(flags)),
         errors=tuple(normalized.error_dicts),
     )

@@ -12,16 +12,19 @@ import asyncio
 import codecs
 import csv
 import io
+import itertools
 import json
 import multiprocessing
+import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from annotated_types import MaxLen
 from charset_normalizer import from_bytes
 from pydantic import ValidationError
 from sqlalchemy import insert, text, update
@@ -184,7 +187,7 @@ class SourceRow:
 
 def read_rows(
     path: Path, layout: Layout, *, progress: Callable[[int], None] | None = None
-) -> Iterator[SourceRow]:
+) -> Generator[SourceRow, None, None]:
     """Stream the data rows with their line numbers. Undecodable bytes, ragged rows and
     invalid values become row errors, never a crash and never a silent skip."""
     raw = path.open("rb")
@@ -219,6 +222,37 @@ def read_rows(
         text.close()
 
 
+def _text_limits() -> dict[str, int]:
+    """LeadIn's length limit per lead field, for the fields `_row` may check by hand: plain
+    optional text whose only constraint is a maximum length. Empty (every row goes through
+    pydantic) as soon as LeadIn validates anything else than those limits, its NUL check and
+    its refusal of unknown fields."""
+    decorators = LeadIn.__pydantic_decorators__
+    if (
+        dict(LeadIn.model_config) != {"extra": "forbid"}
+        or set(decorators.field_validators) != {"_refuse_nul"}
+        or decorators.model_validators
+        or decorators.validators
+        or decorators.root_validators
+    ):
+        return {}
+    limits: dict[str, int] = {}
+    for name, info in LeadIn.model_fields.items():
+        constraints = info.metadata
+        if (
+            info.annotation == (str | None)
+            and info.alias is None
+            and info.validation_alias is None
+            and len(constraints) == 1
+            and isinstance(constraints[0], MaxLen)
+        ):
+            limits[name] = constraints[0].max_length
+    return limits
+
+
+_TEXT_LIMITS = _text_limits()
+
+
 def _row(line: int, record: Sequence[str], layout: Layout) -> SourceRow:
     errors: list[dict[str, str]] = []
     if len(record) != len(layout.columns):
@@ -230,16 +264,29 @@ def _row(line: int, record: Sequence[str], layout: Layout) -> SourceRow:
         )
         return SourceRow(line, {}, errors)
     values: dict[str, str | None] = {}
+    # Validating with pydantic costs more than reading the row, and nearly every row passes:
+    # the checks LeadIn makes are made here, and pydantic, which words the errors, sees only
+    # rows that fail one of them (or carry a field they do not cover).
+    plain = True
     for cell, target in zip(record, layout.fields, strict=True):
         if target is None:
             continue
-        try:
-            cell.encode("utf-8")
-        except UnicodeEncodeError:
-            errors.append({"field": target, "reason": "bad_encoding"})
-            continue
-        values[target] = cell.strip() or None
-    if not errors:
+        if not cell.isascii():
+            try:
+                cell.encode("utf-8")
+            except UnicodeEncodeError:
+                errors.append({"field": target, "reason": "bad_encoding"})
+                continue
+        value = cell.strip()
+        if value:
+            values[target] = value
+            if plain and (len(value) > _TEXT_LIMITS.get(target, -1) or "\x00" in value):
+                plain = False
+        else:
+            values[target] = None
+            if plain and target not in _TEXT_LIMITS:
+                plain = False
+    if not errors and not plain:
         try:
             LeadIn.model_validate({"source": "-", **values})
         except ValidationError as error:
@@ -248,6 +295,39 @@ def _row(line: int, record: Sequence[str], layout: Layout) -> SourceRow:
                 for e in error.errors()
             )
     return SourceRow(line, values, errors)
+
+
+class ChunkReader:
+    """`read_rows` a chunk at a time, each chunk read by whichever thread calls `read`.
+
+    One lock keeps the rows' iterator in one thread at a time (a generator advanced by two
+    raises). Progress is recorded while a chunk is read and handed back with it, so the caller
+    reports it from its own thread, in the amounts `read_rows` gave. After `close` (which
+    waits for a read in progress), `read` answers an empty chunk."""
+
+    def __init__(self, path: Path, layout: Layout, *, size: int, track_progress: bool) -> None:
+        self._progressed: list[int] = []
+        self._rows = read_rows(
+            path, layout, progress=self._progressed.append if track_progress else None
+        )
+        self._size = size
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def read(self) -> tuple[list[SourceRow], list[int]]:
+        """The next chunk (empty at the end) and the progress made reading it."""
+        with self._lock:
+            if self._closed:
+                return [], []
+            chunk = list(itertools.islice(self._rows, self._size))
+            progressed = self._progressed[:]
+            self._progressed.clear()
+            return chunk, progressed
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._rows.close()
 
 
 @dataclass(slots=True)
@@ -441,29 +521,43 @@ async def run_import(
                 )
             )
 
-    # A two-stage pipeline: chunk N+1 is read and normalized while chunk N is matched and
-    # written. Writes stay in file order, so exact matching sees every earlier row.
-    chunk: list[SourceRow] = []
+    # A three-stage pipeline: while chunk N is matched and written, chunk N+1 is normalized
+    # and chunk N+2 read (file, CSV, validation) in a thread. Writes stay in file order, so
+    # exact matching sees every earlier row. At most three chunks are held at once.
+    reader = ChunkReader(path, layout, size=CHUNK_ROWS, track_progress=progress is not None)
+
+    def start_read() -> asyncio.Future[tuple[list[SourceRow], list[int]]]:
+        return asyncio.ensure_future(asyncio.to_thread(reader.read))
+
+    async def next_chunk(
+        reading: asyncio.Future[tuple[list[SourceRow], list[int]]],
+    ) -> list[SourceRow]:
+        chunk, progressed = await reading
+        if progress is not None:
+            for count in progressed:
+                progress(count)
+        return chunk
+
     pending: tuple[list[SourceRow], asyncio.Future[intake.PreparedChunk]] | None = None
+    reading: asyncio.Future[tuple[list[SourceRow], list[int]]] | None = None
     try:
-        for row in read_rows(path, layout, progress=progress):
-            chunk.append(row)
-            if len(chunk) >= CHUNK_ROWS:
-                started = (chunk, start_prepare(chunk))
-                if pending is not None:
-                    await flush(*pending)
-                pending, chunk = started, []
-        if chunk:
+        reading = start_read()
+        chunk = await next_chunk(reading)
+        while chunk:
             started = (chunk, start_prepare(chunk))
+            reading = start_read()
             if pending is not None:
                 await flush(*pending)
             pending = started
+            chunk = await next_chunk(reading)
         if pending is not None:
             await flush(*pending)
             pending = None
     except Exception as error:
         if pending is not None:  # let the normalizer finish; its result is not needed
             await asyncio.gather(pending[1], return_exceptions=True)
+        if reading is not None:  # and the reader, so the file is closed after it
+            await asyncio.gather(reading, return_exceptions=True)
         if import_id is not None:
             async with db.session(tenant_id) as session:
                 await session.execute(
@@ -477,6 +571,8 @@ async def run_import(
                 )
         raise
     finally:
+        # Waits only when cancelled while a chunk is being read: then the thread still is.
+        reader.close()
         if normalizer is not None:
             if normalizer_ready is not None and not normalizer_ready.done():
                 normalizer_ready.cancel()
