@@ -355,48 +355,53 @@ async def ingest(
         if dry_run:
             return results
 
-        if new_rows:
-            await cursor.execute(
-                _INSERT_LEADS,
-                (
-                    tenant_id,
-                    source.id,
-                    now,
-                    now,
-                    [lead_id for lead_id, _ in new_rows],
-                    *_columns(new_rows, STORED_FIELDS),
-                    [",".join(clean.flags) or None for _, clean in new_rows],
-                ),
-            )
-        if duplicate_rows:
-            await cursor.execute(
-                _FILL_EMPTY,
-                (
-                    now,
-                    [lead_id for lead_id, _ in duplicate_rows],
-                    *_columns(duplicate_rows, STORED_FIELDS),
-                ),
-            )
-        observed = [*new_rows, *duplicate_rows]
-        if observed:
-            await cursor.execute(
-                _INSERT_OBSERVATIONS,
-                (
-                    tenant_id,
-                    source.id,
-                    import_id,
-                    now,
-                    [lead_id for lead_id, _ in observed],
-                    [observation_json(clean) for _, clean in observed],
-                ),
-            )
-        ext_leads, ext_ids = [], []
-        for result, row in zip(results, rows, strict=True):
-            if result.lead_id is not None and row.get("external_id"):
-                ext_leads.append(result.lead_id)
-                ext_ids.append(str(row["external_id"])[:200])
-        if ext_leads:
-            await cursor.execute(_INSERT_EXTERNAL, (tenant_id, source.id, ext_leads, ext_ids))
+        # Pipelined: no write needs another's result, so each statement's parameters are
+        # built while the server runs the one before (the leads' insert, with its indexes
+        # and funnel trigger, is the chunk's longest). Errors surface when it syncs, at the
+        # block's end.
+        async with connection.pipeline():
+            if new_rows:
+                await cursor.execute(
+                    _INSERT_LEADS,
+                    (
+                        tenant_id,
+                        source.id,
+                        now,
+                        now,
+                        [lead_id for lead_id, _ in new_rows],
+                        *_columns(new_rows, STORED_FIELDS),
+                        [",".join(clean.flags) or None for _, clean in new_rows],
+                    ),
+                )
+            if duplicate_rows:
+                await cursor.execute(
+                    _FILL_EMPTY,
+                    (
+                        now,
+                        [lead_id for lead_id, _ in duplicate_rows],
+                        *_columns(duplicate_rows, STORED_FIELDS),
+                    ),
+                )
+            observed = [*new_rows, *duplicate_rows]
+            if observed:
+                await cursor.execute(
+                    _INSERT_OBSERVATIONS,
+                    (
+                        tenant_id,
+                        source.id,
+                        import_id,
+                        now,
+                        [lead_id for lead_id, _ in observed],
+                        [observation_json(clean) for _, clean in observed],
+                    ),
+                )
+            ext_leads, ext_ids = [], []
+            for result, row in zip(results, rows, strict=True):
+                if result.lead_id is not None and row.get("external_id"):
+                    ext_leads.append(result.lead_id)
+                    ext_ids.append(str(row["external_id"])[:200])
+            if ext_leads:
+                await cursor.execute(_INSERT_EXTERNAL, (tenant_id, source.id, ext_leads, ext_ids))
 
     await emit_many(
         session,
