@@ -36,6 +36,7 @@ from bench.common import (
     table,
 )
 from leadrelay.capture.csv_import import run_import
+from leadrelay.capture.intake import STORED_FIELDS
 from leadrelay.capture.models import LegalBasis, Source, SourceKind, SourceStatus
 from leadrelay.core.clock import utcnow
 from leadrelay.core.db import Database
@@ -117,22 +118,7 @@ async def _raw_copy(c: Cluster, path: Path) -> tuple[int, float]:
 
 
 # The leads table's own columns an import fills; the floor copies them as the import stored them.
-LEAD_COLUMNS = (
-    "source_id",
-    "full_name",
-    "email",
-    "phone_e164",
-    "phone_type",
-    "company",
-    "company_key",
-    "domain",
-    "city",
-    "country",
-    "title",
-    "flags",
-    "created_at",
-    "updated_at",
-)
+LEAD_COLUMNS = ("source_id", *STORED_FIELDS, "flags", "created_at", "updated_at")
 
 
 async def _storage_floor(c: Cluster, tenant_id: object, slug: str) -> tuple[int, float]:

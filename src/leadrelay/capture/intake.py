@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadrelay.capture.models import Source
+from leadrelay.capture.models import FIELD_ORDER, Source
 from leadrelay.compliance.audit import AuditEntry, append_events
 from leadrelay.core.db import raw_connection
 from leadrelay.core.events import emit_many
@@ -58,17 +58,10 @@ STORED_FIELDS = (
     "country",
     "title",
 )
-# Provenance keeps the value each field was given from the raw input it came from.
-PROVENANCE = {
-    "full_name": "full_name",
-    "email": "email",
-    "phone_e164": "phone",
-    "company": "company",
-    "domain": "website",
-    "city": "city",
-    "country": "country",
-    "title": "title",
-}
+# Provenance keeps the value each field was given from the raw input it came from (the
+# input of the same name, but for these two).
+_RAW_INPUT = {"phone_e164": "phone", "domain": "website"}
+PROVENANCE = {field: _RAW_INPUT.get(field, field) for field in FIELD_ORDER}
 
 
 class BusinessEmailPolicy(StrEnum):

@@ -158,7 +158,8 @@ class LeadObservation(LeadRows, Base):
         )
 
 
-# The order a lead's fields are shown in; anything else (a Meta form's answers) follows by name.
+# The lead fields provenance records (`intake.PROVENANCE`), in the order they are shown;
+# anything else an observation holds (a Meta form's answers) follows by name.
 FIELD_ORDER = (
     "full_name",
     "email",

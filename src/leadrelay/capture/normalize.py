@@ -487,18 +487,13 @@ def _public_suffixes() -> PublicSuffixList:
     return PublicSuffixList(accept_unknown=False)
 
 
+@lru_cache(maxsize=65_536)  # the leads of one company share its website
 def registrable_domain(raw: str) -> str | None:
     """The registrable domain (public suffix plus one label), in ASCII/punycode.
 
     Accepts URLs, bare host names and e-mail addresses. IP addresses, single-label hosts
     (`localhost`), public suffixes themselves and unknown TLDs answer None.
     """
-    # Cached: the leads of one company share its website.
-    return _registrable_domain(raw)
-
-
-@lru_cache(maxsize=65_536)
-def _registrable_domain(raw: str) -> str | None:
     text = raw.strip().lower()
     if not text:
         return None

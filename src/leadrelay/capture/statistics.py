@@ -8,7 +8,9 @@ in can grow the tables that fast — an import, a client posting batches, a webh
 the jobs that follow (verification, fuzzy matching) are where the bad plans bite, so they
 look first: when the leads changed since the last analysis outnumber the leads the planner
 knows of (at least `FLOOR` of them), the statistics are refreshed. Each refresh reads a fixed
-sample, and the table must double before the next: a few per run at any size.
+sample, and the table must double before the next: a few per run at any size. A CSV import
+keeps its own schedule as well (`csv_import.ANALYZE_FIRST_AT`): it counts the leads it adds
+exactly, without the second or more the counters lag behind, and its own look-ups come first.
 """
 
 from __future__ import annotations
